@@ -1,0 +1,1 @@
+//! buckler-benches: workspace member holding benches.

@@ -1,0 +1,1 @@
+//! buckler-route

@@ -1,0 +1,132 @@
+//! The pooled upstream client.
+
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::body::{BoxError, ProxyBody};
+
+/// Why a request to an upstream produced no response.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// The connection could not be established (refused, unreachable, TLS handshake failed).
+    /// Nothing reached the upstream, so any request may be retried elsewhere.
+    #[error("could not connect to the upstream: {0}")]
+    Connect(#[source] BoxError),
+    /// The request body stream failed while being sent (client went away, or it exceeded the
+    /// body limit: see [`UpstreamError::body_error`]).
+    #[error("the request body failed while being sent: {0}")]
+    RequestBody(#[source] BoxError),
+    /// The connection failed after the request started and before a response head arrived.
+    #[error("the upstream closed or reset the connection: {0}")]
+    Reset(#[source] BoxError),
+}
+
+impl UpstreamError {
+    /// The error the request body produced, when that is what failed.
+    pub fn body_error(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            UpstreamError::RequestBody(source) => {
+                let mut current: &(dyn std::error::Error + 'static) = source.as_ref();
+                // hyper wraps the body's own error; walk down to the innermost cause.
+                while let Some(next) = current.source() {
+                    current = next;
+                }
+                Some(current)
+            }
+            UpstreamError::Connect(_) | UpstreamError::Reset(_) => None,
+        }
+    }
+}
+
+/// A pooled HTTP/1.1 and HTTP/2 client for `http` and `https` upstreams. Cheap to clone; one
+/// instance is shared by all upstreams so their idle connections survive table swaps.
+#[derive(Clone, Debug)]
+pub struct HttpUpstreamClient {
+    client: Client<HttpsConnector<HttpConnector>, ProxyBody>,
+}
+
+impl HttpUpstreamClient {
+    /// A client trusting the platform's root certificates (none found means only plain HTTP
+    /// upstreams work; TLS ones fail to connect with a clear error).
+    pub fn new() -> Self {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(Duration::from_secs(5)));
+        http.set_keepalive(Some(Duration::from_secs(60)));
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let builder = hyper_rustls::HttpsConnectorBuilder::new();
+        let tls = match builder.with_provider_and_native_roots(provider.clone()) {
+            Ok(builder) => builder,
+            Err(_) => hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(empty_roots_config(provider)),
+        };
+        let connector = tls
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(1024)
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .build(connector);
+        HttpUpstreamClient { client }
+    }
+
+    /// Sends `request` (absolute URI) and returns the response head with its streaming body.
+    pub async fn send(&self, request: Request<ProxyBody>) -> Result<Response<Incoming>, UpstreamError> {
+        self.client.request(request).await.map_err(classify)
+    }
+}
+
+impl Default for HttpUpstreamClient {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn empty_roots_config(provider: std::sync::Arc<rustls::crypto::CryptoProvider>) -> rustls::ClientConfig {
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map(|b| {
+            b.with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth()
+        })
+        .unwrap_or_else(|_| {
+            rustls::ClientConfig::builder()
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth()
+        })
+}
+
+fn classify(error: hyper_util::client::legacy::Error) -> UpstreamError {
+    if error.is_connect() {
+        return UpstreamError::Connect(Box::new(error));
+    }
+    let is_body = {
+        let mut current: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&error);
+        let mut found = false;
+        while let Some(cause) = current {
+            if let Some(hyper_error) = cause.downcast_ref::<hyper::Error>() {
+                if hyper_error.is_user() && !hyper_error.is_canceled() {
+                    found = std::error::Error::source(hyper_error).is_some();
+                }
+            }
+            current = cause.source();
+        }
+        found
+    };
+    if is_body {
+        UpstreamError::RequestBody(Box::new(error))
+    } else {
+        UpstreamError::Reset(Box::new(error))
+    }
+}

@@ -1,0 +1,11 @@
+//! Calls out to upstreams: one pooled HTTP/1.1 + HTTP/2 client (plain and TLS) shared by every
+//! HTTP upstream, and fetching of their API documents with a deadline and a size cap.
+//! This is the only crate that opens outbound connections.
+
+mod body;
+mod client;
+mod fetch;
+
+pub use body::{empty_body, full_body, BoxError, ProxyBody};
+pub use client::{HttpUpstreamClient, UpstreamError};
+pub use fetch::FetchError;

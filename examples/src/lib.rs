@@ -1,0 +1,1 @@
+//! buckler-examples: workspace member holding examples.

@@ -1,0 +1,1 @@
+//! buckler-tests: workspace member holding tests.
