@@ -1,1 +1,1 @@
-//! buckler-examples: workspace member holding examples.
+//! buckler-examples: runnable examples (see quickstart.rs).

@@ -1,1 +1,163 @@
-//! buckler-tests: workspace member holding tests.
+//! Shared support for the end-to-end tests: start a gateway from JSON5 text and talk to it.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use buckler_gateway::RunningGateway;
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode, Version};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+
+pub use buckler_testkit::{assert_eventually, trace_init, FakeUpstream, Swagger2Doc};
+
+/// A gateway started for one test, with HTTP clients pointed at it.
+pub struct TestGateway {
+    pub gateway: RunningGateway,
+    pub addr: SocketAddr,
+    http1: Client<HttpConnector, Full<Bytes>>,
+}
+
+/// A response with its body read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// `upstream` field of a fake upstream's echo.
+    pub fn upstream(&self) -> String {
+        self.json()["upstream"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// First value of a header of the echoed request.
+    pub fn echoed_header(&self, name: &str) -> Option<String> {
+        self.json()["headers"]
+            .as_array()?
+            .iter()
+            .find(|pair| pair[0] == name)
+            .and_then(|pair| pair[1].as_str().map(str::to_owned))
+    }
+}
+
+/// `{"serviceType": "swagger2", "serviceLocation": url, "weight": w}` entries as JSON text.
+pub fn upstreams_json(upstreams: &[(&str, u32)]) -> String {
+    let entries: Vec<serde_json::Value> = upstreams
+        .iter()
+        .map(|(url, weight)| serde_json::json!({"serviceType": "swagger2", "serviceLocation": url, "weight": weight}))
+        .collect();
+    serde_json::Value::Array(entries).to_string()
+}
+
+/// A one-domain (`*`) config listening on 127.0.0.1:0; `domain_extra` is spliced into the
+/// domain object (JSON5, e.g. `"request-timeout": "300ms",`).
+pub fn config_text(upstreams: &[(&str, u32)], domain_extra: &str) -> String {
+    format!(
+        r#"{{
+  listen: "127.0.0.1:0",
+  "shutdown-grace": "2s",
+  domains: [{{
+    "domain-name": "*",
+    {domain_extra}
+    upstreams: {},
+  }}],
+}}"#,
+        upstreams_json(upstreams)
+    )
+}
+
+impl TestGateway {
+    /// Parses `config` (JSON5) and starts the gateway.
+    pub async fn start(config: &str) -> TestGateway {
+        trace_init();
+        let config = buckler_config::parse(config, Path::new("test.json5"))
+            .unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
+        let gateway = RunningGateway::start(config).await.expect("gateway starts");
+        let addr = gateway.addrs()[0];
+        let http1 = Client::builder(TokioExecutor::new()).build_http();
+        TestGateway {
+            gateway,
+            addr,
+            http1,
+        }
+    }
+
+    /// Starts and waits until `/healthcheck` says every upstream has served.
+    pub async fn start_ready(config: &str) -> TestGateway {
+        let gateway = TestGateway::start(config).await;
+        gateway.wait_ready().await;
+        gateway
+    }
+
+    pub async fn wait_ready(&self) {
+        assert_eventually!(
+            self.get("/healthcheck").await.status == StatusCode::OK,
+            "gateway never became ready: {}",
+            String::from_utf8_lossy(&self.get("/healthcheck").await.body)
+        );
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(Request::get(self.url(path)).body(Full::default()).unwrap())
+            .await
+    }
+
+    /// Sends over HTTP/1.1 (keep-alive pool).
+    pub async fn send(&self, request: Request<Full<Bytes>>) -> Reply {
+        let response = tokio::time::timeout(Duration::from_secs(30), self.http1.request(request))
+            .await
+            .expect("gateway answered in time")
+            .expect("request reached the gateway");
+        read(response).await
+    }
+
+    /// Sends over HTTP/2 with prior knowledge (h2c).
+    pub async fn send_h2(&self, request: Request<Full<Bytes>>) -> Reply {
+        let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new())
+            .http2_only(true)
+            .build_http();
+        let response = client.request(request).await.expect("h2 request reached the gateway");
+        assert_eq!(response.version(), Version::HTTP_2);
+        read(response).await
+    }
+}
+
+async fn read(response: http::Response<hyper::body::Incoming>) -> Reply {
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.expect("body read").to_bytes();
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
+}
+
+/// Sends raw bytes over a fresh TCP connection and returns everything read until close or a
+/// short idle pause (for requests a normal client refuses to send).
+pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(request).await.expect("write");
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match tokio::time::timeout(Duration::from_millis(500), stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Err(_) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

@@ -1,4 +1,5 @@
-//! Weighted selection inside an endpoint group. Pure: no I/O, no clock, no global state.
+//! Weights and weighted selection: linear ramps as a pure function of time, and the pick
+//! inside an endpoint group. Pure: no I/O, no clock (time is passed in), no global state.
 //!
 //! [`WeightedPicker`] spreads picks over candidates in proportion to their (possibly
 //! fractional) weights with one atomic increment per pick and no lock. Pick number `n` maps to
@@ -10,5 +11,7 @@
 //! exact for any real weights, not only integers.
 
 mod picker;
+mod ramp;
 
 pub use picker::WeightedPicker;
+pub use ramp::{RampSchedule, WeightRamp};

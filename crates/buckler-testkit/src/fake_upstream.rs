@@ -59,6 +59,7 @@ struct Shared {
 #[derive(Debug)]
 pub struct FakeUpstreamBuilder {
     name: String,
+    bind: SocketAddr,
     doc_path: String,
     doc: DocResponse,
 }
@@ -87,12 +88,22 @@ impl FakeUpstreamBuilder {
         self
     }
 
-    /// Binds `127.0.0.1:0` and starts serving HTTP/1.1 and HTTP/2 (prior knowledge).
+    /// Listens on `addr` instead of `127.0.0.1:0` (for demos with fixed ports).
+    pub fn bind(mut self, addr: SocketAddr) -> Self {
+        self.bind = addr;
+        self
+    }
+
+    /// Binds (by default `127.0.0.1:0`) and starts serving HTTP/1.1 and HTTP/2 (prior
+    /// knowledge). Panics when the address cannot be bound: use [`Self::try_start`] to handle it.
     pub async fn start(self) -> FakeUpstream {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind fake upstream");
-        let addr = listener.local_addr().expect("fake upstream address");
+        self.try_start().await.expect("bind fake upstream")
+    }
+
+    /// Like [`Self::start`], returning the bind error.
+    pub async fn try_start(self) -> std::io::Result<FakeUpstream> {
+        let listener = TcpListener::bind(self.bind).await?;
+        let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             name: self.name,
             doc_path: self.doc_path,
@@ -128,7 +139,7 @@ impl FakeUpstreamBuilder {
                 });
             }
         });
-        FakeUpstream { addr, shared, stop }
+        Ok(FakeUpstream { addr, shared, stop })
     }
 }
 
@@ -137,6 +148,7 @@ impl FakeUpstream {
     pub fn builder(name: &str) -> FakeUpstreamBuilder {
         FakeUpstreamBuilder {
             name: name.to_owned(),
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             doc_path: "/spec".to_owned(),
             doc: DocResponse {
                 status: StatusCode::NOT_FOUND,

@@ -39,6 +39,12 @@ impl Swagger2Doc {
         self
     }
 
+    /// Declares root-level `produces: ["application/json"]`.
+    pub fn produces_json(mut self) -> Self {
+        self.produces = vec!["application/json".to_owned()];
+        self
+    }
+
     /// Adds an operation with no declared media types.
     pub fn op(self, method: &str, path: &str) -> Self {
         self.op_with(method, path, json!({}))

@@ -1,1 +1,147 @@
-fn main() {}
+//! The `buckler` binary: parses the command line, sets up logging and runs or checks a
+//! configuration. Everything else lives in `buckler-gateway`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Buckler: a weighted load-balancing API gateway.
+#[derive(Debug, Parser)]
+#[command(name = "buckler", version, about)]
+struct Cli {
+    /// Configuration file (JSON5). Without a subcommand, runs the gateway with it.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Log line format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Log filter in RUST_LOG syntax (e.g. "info,buckler_gateway=debug"); overrides BUCKLER_LOG.
+    #[arg(long, global = true, value_name = "FILTER")]
+    log: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start the gateway.
+    Run,
+    /// Validate the configuration and exit: `ok`, or one `FILE:LINE:COL: message` line per problem.
+    Check,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let Some(config_path) = cli.config.clone() else {
+        eprintln!("buckler: --config FILE is required (see `buckler --help`)");
+        return ExitCode::from(2);
+    };
+    match cli.command {
+        Some(Command::Check) => check(&config_path),
+        Some(Command::Run) | None => {
+            init_logging(&cli);
+            run(&config_path)
+        }
+    }
+}
+
+fn check(path: &std::path::Path) -> ExitCode {
+    match buckler_config::load(path) {
+        Ok(_) => {
+            println!("ok");
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            println!("{errors}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(cli: &Cli) {
+    let filter = cli
+        .log
+        .clone()
+        .or_else(|| std::env::var("BUCKLER_LOG").ok())
+        .unwrap_or_else(|| "info".to_owned());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|error| {
+        eprintln!("buckler: invalid log filter {filter:?} ({error}); using \"info\"");
+        tracing_subscriber::EnvFilter::new("info")
+    });
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn run(path: &std::path::Path) -> ExitCode {
+    let config = match buckler_config::load(path) {
+        Ok(config) => config,
+        Err(errors) => {
+            eprintln!("buckler: invalid configuration, not starting:\n{errors}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("buckler: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: buckler_config::Config) -> ExitCode {
+    let gateway = match buckler_gateway::RunningGateway::start(config).await {
+        Ok(gateway) => gateway,
+        Err(error) => {
+            eprintln!("buckler: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for addr in gateway.addrs() {
+        tracing::info!(%addr, "listening");
+    }
+    // Machine-readable line for scripts and tests that start buckler on port 0.
+    let addrs: Vec<String> = gateway.addrs().iter().map(|a| a.to_string()).collect();
+    println!("buckler listening on {}", addrs.join(" "));
+    if let Err(error) = wait_for_stop().await {
+        eprintln!("buckler: cannot install signal handlers: {error}");
+        return ExitCode::FAILURE;
+    }
+    tracing::info!("stopping: no new connections, finishing in-flight requests");
+    gateway.shutdown().await;
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}
+
+#[cfg(unix)]
+async fn wait_for_stop() -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut hangup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = terminate.recv() => return Ok(()),
+            _ = interrupt.recv() => return Ok(()),
+            _ = hangup.recv() => {
+                tracing::warn!("SIGHUP received: configuration reload is not implemented in this build; ignoring");
+            }
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_stop() -> std::io::Result<()> {
+    tokio::signal::ctrl_c().await
+}

@@ -1,0 +1,164 @@
+//! Learning an upstream's endpoints: fetch its document, parse it into the normalised model,
+//! turn every operation into a routable endpoint, and keep doing so every `docs-refresh`.
+//! Until the first success the upstream takes no traffic; a later failure keeps the last good
+//! docs. Failures retry with capped exponential backoff and jitter.
+
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use buckler_config::{Paths, ServiceType};
+use buckler_docs::Limits;
+use buckler_route::{MediaType, PathTemplate};
+use buckler_upstream::HttpUpstreamClient;
+
+use crate::control::Control;
+use crate::upstream::{RoutableEndpoint, UpstreamDocs, UpstreamHandle};
+
+/// How long one document fetch may take.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// First retry delay after a failure; doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Fetches and parses the docs of `upstream`.
+pub async fn load_docs(
+    client: &HttpUpstreamClient,
+    upstream: &UpstreamHandle,
+    paths: &Paths,
+) -> Result<UpstreamDocs, String> {
+    let limits = Limits::default();
+    let Some(base) = &upstream.http_base else {
+        return Err(format!(
+            "{} upstreams are not supported by this build yet",
+            upstream.spec.service_type
+        ));
+    };
+    let root = format!("{}://{}", base.scheme, base.authority);
+    let fetch = |path: String| {
+        let url = format!("{root}{path}");
+        async move {
+            client
+                .fetch_document(&url, FETCH_TIMEOUT, limits.max_bytes)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    };
+    let (model, fingerprint) = match upstream.spec.service_type {
+        ServiceType::Swagger2 => {
+            let bytes = fetch(paths.swagger2.clone()).await?;
+            let model = buckler_docs::parse_swagger2(&bytes, &limits).map_err(|e| e.to_string())?;
+            (model, fingerprint(&[&bytes]))
+        }
+        ServiceType::Openapi3 => {
+            let bytes = fetch(paths.swagger2.clone()).await?;
+            let model = buckler_docs::parse_openapi3(&bytes, &limits).map_err(|e| e.to_string())?;
+            (model, fingerprint(&[&bytes]))
+        }
+        ServiceType::Swagger1 => {
+            let listing = fetch(paths.swagger1.clone()).await?;
+            let apis = buckler_docs::swagger1_listing(&listing, &limits).map_err(|e| e.to_string())?;
+            let mut declarations = Vec::with_capacity(apis.len());
+            for api in apis {
+                declarations.push(fetch(format!("{}{}", paths.swagger1, api)).await?.to_vec());
+            }
+            let model = buckler_docs::parse_swagger1(&listing, &declarations, &limits)
+                .map_err(|e| e.to_string())?;
+            let mut parts: Vec<&[u8]> = vec![&listing];
+            parts.extend(declarations.iter().map(|d| d.as_slice()));
+            (model, fingerprint(&parts))
+        }
+        ServiceType::Lambda => {
+            return Err("lambda upstreams are not supported by this build yet".to_owned())
+        }
+    };
+    routable(&model, fingerprint)
+}
+
+/// Turns the normalised model into routable endpoints. One bad template rejects the whole
+/// document: half an API is worse than a clear error.
+pub fn routable(model: &openapiv3::OpenAPI, fingerprint: u64) -> Result<UpstreamDocs, String> {
+    let (title, version) = buckler_docs::service_info(model);
+    let mut endpoints = Vec::new();
+    for endpoint in buckler_docs::endpoints(model) {
+        let template = PathTemplate::parse(&endpoint.path)
+            .map_err(|e| format!("{} {}: {e}", endpoint.method, endpoint.path))?;
+        let media = |types: &[String]| types.iter().filter_map(|t| MediaType::parse(t)).collect();
+        endpoints.push(RoutableEndpoint {
+            template,
+            method: endpoint.method,
+            consumes: media(&endpoint.consumes),
+            produces: media(&endpoint.produces),
+        });
+    }
+    Ok(UpstreamDocs {
+        title,
+        version,
+        endpoints,
+        fingerprint,
+    })
+}
+
+fn fingerprint(parts: &[&[u8]]) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for part in parts {
+        part.hash(&mut hasher);
+    }
+    hasher.finish()
+}
+
+/// Keeps `upstream`'s docs current until the control plane goes away or the task is aborted
+/// (the upstream was removed). Publishes a new table whenever the endpoints change.
+pub async fn run(
+    control: Weak<Control>,
+    client: HttpUpstreamClient,
+    upstream: Arc<UpstreamHandle>,
+    paths: Paths,
+    refresh: Duration,
+) {
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        let delay = match load_docs(&client, &upstream, &paths).await {
+            Ok(docs) => {
+                backoff = FIRST_BACKOFF;
+                let changed = upstream
+                    .docs()
+                    .is_none_or(|old| old.fingerprint != docs.fingerprint);
+                let first = !upstream.has_served();
+                upstream.set_docs(Arc::new(docs));
+                if changed || first {
+                    let Some(control) = control.upgrade() else { return };
+                    tracing::info!(
+                        upstream = upstream.identity(),
+                        domain = %upstream.domain,
+                        endpoints = upstream.docs().map_or(0, |d| d.endpoints.len()),
+                        "upstream docs loaded"
+                    );
+                    control.publish();
+                }
+                refresh
+            }
+            Err(error) => {
+                tracing::warn!(
+                    upstream = upstream.identity(),
+                    domain = %upstream.domain,
+                    retry_in_ms = backoff.as_millis() as u64,
+                    "docs unavailable: {error}"
+                );
+                upstream.set_docs_error(error);
+                if control.strong_count() == 0 {
+                    return;
+                }
+                let delay = if upstream.docs().is_some() { refresh } else { jitter(backoff) };
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                delay
+            }
+        };
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// ±20 % so a fleet of gateways does not retry in lockstep.
+fn jitter(delay: Duration) -> Duration {
+    delay.mul_f64(0.8 + fastrand::f64() * 0.4)
+}

@@ -1,0 +1,118 @@
+//! Every response the gateway makes up itself, and the one place where each failure becomes an
+//! HTTP status. The match below is exhaustive on purpose: a new failure must choose its status
+//! here, and `docs/errors.md` lists the same table.
+
+use http::{header, HeaderValue, Response, StatusCode};
+
+use buckler_upstream::{full_body, ProxyBody};
+
+/// A failure answered by the gateway instead of an upstream.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("no domain is configured for host {host:?}")]
+    UnknownHost { host: String },
+    #[error("no route matches {path}")]
+    NoRoute { path: String },
+    #[error("method {method} is not allowed here")]
+    MethodNotAllowed { method: String, allow: String },
+    #[error("no upstream accepts content type {content_type}")]
+    UnsupportedMediaType { content_type: String },
+    #[error("no upstream can produce a type the Accept header allows")]
+    NotAcceptable,
+    #[error("no upstream is available for this endpoint")]
+    NoHealthyUpstream,
+    #[error("could not connect to the upstream")]
+    UpstreamConnect,
+    #[error("the upstream closed the connection before answering")]
+    UpstreamReset,
+    #[error("the upstream did not answer within {timeout_ms} ms")]
+    UpstreamTimeout { timeout_ms: u128 },
+    #[error("request headers exceed {limit} bytes")]
+    HeadersTooLarge { limit: usize },
+    #[error("request body exceeds {limit} bytes")]
+    BodyTooLarge { limit: u64 },
+    #[error("malformed request: {reason}")]
+    MalformedRequest { reason: &'static str },
+}
+
+impl GatewayError {
+    /// The status this failure is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            GatewayError::UnknownHost { .. } | GatewayError::NoRoute { .. } => StatusCode::NOT_FOUND,
+            GatewayError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            GatewayError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            GatewayError::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
+            GatewayError::NoHealthyUpstream => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::UpstreamConnect | GatewayError::UpstreamReset => StatusCode::BAD_GATEWAY,
+            GatewayError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            GatewayError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::MalformedRequest { .. } => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// The response: `{"error": "...", "status": N}` plus the headers the status calls for.
+    pub fn into_response(self) -> Response<ProxyBody> {
+        let status = self.status();
+        let body = serde_json::json!({"error": self.to_string(), "status": status.as_u16()});
+        let mut response = Response::new(full_body(body.to_string()));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let GatewayError::MethodNotAllowed { allow, .. } = &self {
+            if let Ok(value) = HeaderValue::from_str(allow) {
+                headers.insert(header::ALLOW, value);
+            }
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    async fn body_json(response: Response<ProxyBody>) -> serde_json::Value {
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn every_failure_maps_to_its_status_with_a_json_body() {
+        let cases = [
+            (GatewayError::UnknownHost { host: "x".into() }, 404),
+            (GatewayError::NoRoute { path: "/x".into() }, 404),
+            (
+                GatewayError::MethodNotAllowed { method: "PUT".into(), allow: "GET, HEAD".into() },
+                405,
+            ),
+            (GatewayError::UnsupportedMediaType { content_type: "text/plain".into() }, 415),
+            (GatewayError::NotAcceptable, 406),
+            (GatewayError::NoHealthyUpstream, 503),
+            (GatewayError::UpstreamConnect, 502),
+            (GatewayError::UpstreamReset, 502),
+            (GatewayError::UpstreamTimeout { timeout_ms: 5 }, 504),
+            (GatewayError::HeadersTooLarge { limit: 65536 }, 431),
+            (GatewayError::BodyTooLarge { limit: 10 }, 413),
+            (GatewayError::MalformedRequest { reason: "bad" }, 400),
+        ];
+        for (error, status) in cases {
+            let message = error.to_string();
+            let response = error.into_response();
+            assert_eq!(response.status().as_u16(), status, "{message}");
+            assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+            let body = body_json(response).await;
+            assert_eq!(body["status"], status);
+            assert_eq!(body["error"], message);
+        }
+    }
+
+    #[test]
+    fn method_not_allowed_carries_allow() {
+        let response = GatewayError::MethodNotAllowed { method: "PUT".into(), allow: "GET, HEAD".into() }
+            .into_response();
+        assert_eq!(response.headers()[header::ALLOW], "GET, HEAD");
+    }
+}

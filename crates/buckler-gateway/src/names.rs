@@ -1,0 +1,23 @@
+//! The one home of metric names and log field names; `docs/metrics.md` documents each.
+
+/// Counter: responses by domain, upstream (`""` for gateway-made ones) and status class.
+pub const REQUESTS_TOTAL: &str = "buckler_requests_total";
+/// Histogram (seconds): time to the response head, by domain and upstream.
+pub const REQUEST_DURATION_SECONDS: &str = "buckler_request_duration_seconds";
+/// Gauge: requests in flight to an upstream.
+pub const UPSTREAM_IN_FLIGHT: &str = "buckler_upstream_in_flight";
+/// Gauge: the weight traffic follows right now.
+pub const UPSTREAM_EFFECTIVE_WEIGHT: &str = "buckler_upstream_effective_weight";
+/// Gauge: the configured (target) weight.
+pub const UPSTREAM_TARGET_WEIGHT: &str = "buckler_upstream_target_weight";
+/// Gauge: 1 when the upstream's docs are known and it takes traffic.
+pub const UPSTREAM_SERVING: &str = "buckler_upstream_serving";
+/// Counter: failed document fetches or parses.
+pub const DOCS_FETCH_FAILURES_TOTAL: &str = "buckler_docs_fetch_failures_total";
+/// Counter: configuration reloads by result (`ok` / `error`).
+pub const CONFIG_RELOADS_TOTAL: &str = "buckler_config_reloads_total";
+/// Gauge: routing-table generation currently served.
+pub const TABLE_GENERATION: &str = "buckler_table_generation";
+
+/// Log field: the request id.
+pub const LOG_REQUEST_ID: &str = "request_id";

@@ -1,0 +1,449 @@
+//! The request path, as short single-purpose stages:
+//! checks → local endpoints → domain → route → negotiate → pick → dispatch.
+//! Every stage either hands the request on or answers with a [`GatewayError`].
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use buckler_route::{negotiate, NegotiationError, RouteMatch, Selection};
+use buckler_upstream::{empty_body, BoxError, ProxyBody, UpstreamError};
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+
+use crate::control::Control;
+use crate::error::GatewayError;
+use crate::headers;
+use crate::local;
+use crate::table::{DomainTable, EndpointGroup};
+use crate::upstream::{InFlightGuard, UpstreamHandle};
+
+/// Request headers larger than this are refused with 431.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// What the gateway knows about the connection a request came on.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionInfo {
+    pub peer: SocketAddr,
+    /// `"http"` or `"https"`, for `X-Forwarded-Proto`.
+    pub scheme: &'static str,
+}
+
+/// Handles one request end to end. Never fails: every failure becomes a response.
+pub async fn handle(
+    control: Arc<Control>,
+    connection: ConnectionInfo,
+    request: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let started = Instant::now();
+    let request_id = headers::request_id(request.headers());
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let outcome = route_and_dispatch(&control, connection, request, &request_id, started).await;
+    let mut response = match outcome {
+        Ok(response) => response,
+        Err((error, domain)) => {
+            let response = error.into_response();
+            if let Some(domain) = domain {
+                domain.local_stats.record(response.status().as_u16(), started.elapsed());
+            }
+            response
+        }
+    };
+    let response_headers = response.headers_mut();
+    headers::append_via(response_headers);
+    response_headers.insert(&headers::X_REQUEST_ID, request_id.clone());
+    tracing::debug!(
+        request_id = request_id.to_str().unwrap_or(""),
+        %method,
+        path,
+        status = response.status().as_u16(),
+        elapsed_us = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    response
+}
+
+type Failure = (GatewayError, Option<Arc<DomainTable>>);
+
+async fn route_and_dispatch(
+    control: &Arc<Control>,
+    connection: ConnectionInfo,
+    request: Request<Incoming>,
+    request_id: &HeaderValue,
+    started: Instant,
+) -> Result<Response<ProxyBody>, Failure> {
+    check_request(&request).map_err(|e| (e, None))?;
+    let table = control.table();
+    let paths = &table.config.paths;
+
+    // Local endpoints answer for every host and take precedence over upstream routes.
+    if request.method() == Method::GET || request.method() == Method::HEAD {
+        let path = request.uri().path();
+        if path == paths.healthcheck {
+            return Ok(local::healthcheck(control, &table));
+        }
+        if path == paths.metrics {
+            return Ok(local::metrics(&table));
+        }
+    }
+
+    let host = headers::request_host(request.uri(), request.headers());
+    let Some(domain) = table.domain_for(host.as_deref()).cloned() else {
+        return Err((
+            GatewayError::UnknownHost {
+                host: host.unwrap_or_default(),
+            },
+            None,
+        ));
+    };
+    let fail = |error: GatewayError| (error, Some(domain.clone()));
+
+    let original_path = request.uri().path();
+    let stripped = headers::strip_extension(original_path, &domain.settings.ignore_extensions);
+    let path = stripped.as_deref().unwrap_or(original_path).to_owned();
+
+    let group = match domain.routes.lookup(request.method(), &path) {
+        RouteMatch::Matched { group, .. } => group,
+        RouteMatch::Options { allow } => return Ok(options_response(allow)),
+        RouteMatch::MethodNotAllowed { allow } => {
+            return Err(fail(GatewayError::MethodNotAllowed {
+                method: request.method().to_string(),
+                allow: allow.to_owned(),
+            }))
+        }
+        RouteMatch::NotFound => return Err(fail(GatewayError::NoRoute { path })),
+    };
+
+    let has_body = !request.body().is_end_stream();
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let accept = request.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let selection = match negotiate(&group.candidates, content_type, has_body, accept) {
+        Ok(selection) => selection,
+        Err(NegotiationError::UnsupportedMediaType) => {
+            return Err(fail(GatewayError::UnsupportedMediaType {
+                content_type: content_type.unwrap_or_default().to_owned(),
+            }))
+        }
+        Err(NegotiationError::NotAcceptable) => return Err(fail(GatewayError::NotAcceptable)),
+    };
+
+    let max_body = table.config.max_request_body;
+    if declared_length(&request).is_some_and(|length| length > max_body) {
+        return Err(fail(GatewayError::BodyTooLarge { limit: max_body }));
+    }
+
+    let client_address = headers::client_address(
+        connection.peer.ip(),
+        request.headers(),
+        table.config.trust_proxies,
+    );
+    let forwarded_proto = forwarded_proto(&request, connection, table.config.trust_x_forwarded_proto);
+    let (parts, body) = request.into_parts();
+    let query = parts.uri.query().map(str::to_owned);
+    let host_value = parts
+        .headers
+        .get(header::HOST)
+        .cloned()
+        .or_else(|| parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+
+    let mut outbound_headers = parts.headers;
+    headers::remove_hop_by_hop(&mut outbound_headers);
+    outbound_headers.remove(&headers::CLIENT_ADDRESS);
+    headers::append_forwarded_for(&mut outbound_headers, connection.peer.ip());
+    if let Ok(value) = HeaderValue::from_str(forwarded_proto) {
+        outbound_headers.insert(&headers::X_FORWARDED_PROTO, value);
+    }
+    if let Some(host) = &host_value {
+        outbound_headers.insert(&headers::X_FORWARDED_HOST, host.clone());
+        outbound_headers.insert(header::HOST, host.clone());
+    }
+    outbound_headers.insert(&headers::X_REQUEST_ID, request_id.clone());
+    headers::append_via(&mut outbound_headers);
+    tracing::trace!(client_address, "client address");
+
+    let outbound = Outbound {
+        method: parts.method,
+        path_and_query: match query {
+            Some(query) => format!("{path}?{query}"),
+            None => path,
+        },
+        headers: outbound_headers,
+    };
+    let body: ProxyBody = if has_body {
+        Limited::new(body, usize::try_from(max_body).unwrap_or(usize::MAX))
+            .map_err(BoxError::from)
+            .boxed()
+    } else {
+        empty_body()
+    };
+
+    dispatch(control, &domain, group, &selection, outbound, body, has_body, started)
+        .await
+        .map_err(fail)
+}
+
+/// Everything of the outbound request but its body and upstream.
+struct Outbound {
+    method: Method,
+    path_and_query: String,
+    headers: http::HeaderMap,
+}
+
+impl Outbound {
+    fn to_request(&self, upstream: &UpstreamHandle, body: ProxyBody) -> Option<Request<ProxyBody>> {
+        let base = upstream.http_base.as_ref()?;
+        let uri = Uri::builder()
+            .scheme(base.scheme.clone())
+            .authority(base.authority.clone())
+            .path_and_query(self.path_and_query.as_str())
+            .build()
+            .ok()?;
+        let mut request = Request::new(body);
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = uri;
+        *request.version_mut() = Version::HTTP_11;
+        *request.headers_mut() = self.headers.clone();
+        Some(request)
+    }
+}
+
+/// Picks an upstream and sends; bodyless idempotent requests that fail before any response
+/// byte are retried once on another upstream of the group.
+#[allow(clippy::too_many_arguments)]
+async fn dispatch(
+    control: &Control,
+    domain: &DomainTable,
+    group: &EndpointGroup,
+    selection: &Selection,
+    outbound: Outbound,
+    body: ProxyBody,
+    has_body: bool,
+    started: Instant,
+) -> Result<Response<ProxyBody>, GatewayError> {
+    let first = pick(group, selection, None).ok_or(GatewayError::NoHealthyUpstream)?;
+    let retryable = !has_body && is_idempotent(&outbound.method);
+    match send_to(control, domain, group, first, &outbound, body, started).await {
+        Err(SendFailure::BeforeResponse(error)) if retryable => {
+            match pick(group, selection, Some(first)) {
+                Some(second) if second != first => {
+                    tracing::debug!(
+                        failed = group.candidates[first].upstream.identity(),
+                        retry = group.candidates[second].upstream.identity(),
+                        "retrying idempotent request on another upstream"
+                    );
+                    send_to(control, domain, group, second, &outbound, empty_body(), started)
+                        .await
+                        .map_err(SendFailure::into_error)
+                }
+                _ => Err(error),
+            }
+        }
+        other => other.map_err(SendFailure::into_error),
+    }
+}
+
+enum SendFailure {
+    /// Nothing reached the client and the upstream did not answer: safe to retry.
+    BeforeResponse(GatewayError),
+    Other(GatewayError),
+}
+
+impl SendFailure {
+    fn into_error(self) -> GatewayError {
+        match self {
+            SendFailure::BeforeResponse(error) | SendFailure::Other(error) => error,
+        }
+    }
+}
+
+async fn send_to(
+    control: &Control,
+    domain: &DomainTable,
+    group: &EndpointGroup,
+    index: usize,
+    outbound: &Outbound,
+    body: ProxyBody,
+    started: Instant,
+) -> Result<Response<ProxyBody>, SendFailure> {
+    let upstream = &group.candidates[index].upstream;
+    let request = outbound
+        .to_request(upstream, body)
+        .ok_or(SendFailure::Other(GatewayError::NoHealthyUpstream))?;
+    let guard = upstream.begin_request();
+    let timeout = domain.settings.request_timeout;
+    let result = tokio::time::timeout(timeout, control.client().send(request)).await;
+    let response = match result {
+        Ok(Ok(response)) => response,
+        Ok(Err(error)) => {
+            let failure = match &error {
+                UpstreamError::Connect(_) => SendFailure::BeforeResponse(GatewayError::UpstreamConnect),
+                UpstreamError::Reset(_) => SendFailure::BeforeResponse(GatewayError::UpstreamReset),
+                UpstreamError::RequestBody(_) => {
+                    let too_large = error
+                        .body_error()
+                        .is_some_and(|e| e.is::<http_body_util::LengthLimitError>());
+                    if too_large {
+                        SendFailure::Other(GatewayError::BodyTooLarge {
+                            limit: control.table().config.max_request_body,
+                        })
+                    } else {
+                        SendFailure::Other(GatewayError::UpstreamReset)
+                    }
+                }
+            };
+            tracing::warn!(upstream = upstream.identity(), "upstream request failed: {error}");
+            upstream
+                .stats
+                .record(failure_status(&failure), started.elapsed());
+            return Err(failure);
+        }
+        Err(_) => {
+            upstream.stats.record(504, started.elapsed());
+            return Err(SendFailure::Other(GatewayError::UpstreamTimeout {
+                timeout_ms: timeout.as_millis(),
+            }));
+        }
+    };
+    upstream
+        .stats
+        .record(response.status().as_u16(), started.elapsed());
+    let (mut parts, incoming) = response.into_parts();
+    headers::remove_hop_by_hop(&mut parts.headers);
+    let body = GuardedBody {
+        inner: incoming,
+        _guard: guard,
+    };
+    Ok(Response::from_parts(parts, body.boxed()))
+}
+
+fn failure_status(failure: &SendFailure) -> u16 {
+    match failure {
+        SendFailure::BeforeResponse(error) | SendFailure::Other(error) => error.status().as_u16(),
+    }
+}
+
+/// A weighted pick among the negotiated candidates, optionally excluding one (for the retry).
+fn pick(group: &EndpointGroup, selection: &Selection, exclude: Option<usize>) -> Option<usize> {
+    match (selection, exclude) {
+        (Selection::All, None) => group.picker.pick(),
+        (Selection::All, Some(excluded)) => {
+            let rest: Vec<usize> = (0..group.candidates.len()).filter(|i| *i != excluded).collect();
+            group.picker.pick_among(&rest)
+        }
+        (Selection::Subset(allowed), exclude) => {
+            let rest: Vec<usize> = allowed
+                .iter()
+                .copied()
+                .filter(|i| Some(*i) != exclude)
+                .collect();
+            group.picker.pick_among(&rest)
+        }
+    }
+}
+
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
+    )
+}
+
+/// Rejects requests the gateway must not forward: oversized header blocks and ambiguous
+/// framing (both `Content-Length` and `Transfer-Encoding`: a request-smuggling vector).
+fn check_request(request: &Request<Incoming>) -> Result<(), GatewayError> {
+    let headers = request.headers();
+    if headers::header_bytes(headers) > MAX_HEADER_BYTES {
+        return Err(GatewayError::HeadersTooLarge {
+            limit: MAX_HEADER_BYTES,
+        });
+    }
+    if headers.contains_key(header::CONTENT_LENGTH) && headers.contains_key(header::TRANSFER_ENCODING) {
+        return Err(GatewayError::MalformedRequest {
+            reason: "both Content-Length and Transfer-Encoding are present",
+        });
+    }
+    if headers.get_all(header::CONTENT_LENGTH).iter().count() > 1 {
+        return Err(GatewayError::MalformedRequest {
+            reason: "more than one Content-Length",
+        });
+    }
+    Ok(())
+}
+
+fn declared_length(request: &Request<Incoming>) -> Option<u64> {
+    request
+        .headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+fn forwarded_proto(request: &Request<Incoming>, connection: ConnectionInfo, trust: bool) -> &'static str {
+    if trust {
+        match request
+            .headers()
+            .get(&headers::X_FORWARDED_PROTO)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().to_ascii_lowercase())
+            .as_deref()
+        {
+            Some("https") => return "https",
+            Some("http") => return "http",
+            _ => {}
+        }
+    }
+    connection.scheme
+}
+
+fn options_response(allow: &str) -> Response<ProxyBody> {
+    let mut response = Response::new(empty_body());
+    *response.status_mut() = StatusCode::OK;
+    if let Ok(value) = HeaderValue::from_str(allow) {
+        response.headers_mut().insert(header::ALLOW, value);
+    }
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    response
+}
+
+/// An upstream response body that keeps the upstream's in-flight count up until it is
+/// finished or dropped.
+struct GuardedBody {
+    inner: Incoming,
+    _guard: InFlightGuard,
+}
+
+impl Body for GuardedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.inner)
+            .poll_frame(cx)
+            .map_err(BoxError::from)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,88 @@
+//! Listeners: accept connections, serve HTTP/1.1 and HTTP/2 (prior knowledge) on the same port,
+//! and shut down gracefully (stop accepting, let in-flight requests finish).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::control::Control;
+use crate::pipeline::{self, ConnectionInfo};
+
+/// HTTP/1 read buffer: a little above the 64 KiB header limit, so the gateway (not hyper)
+/// answers oversized header blocks with its own JSON 431 up to this size.
+const H1_MAX_BUF: usize = 128 * 1024;
+
+/// Serves `listener` until `stop` turns true, then waits up to `grace` for open connections
+/// to finish their in-flight requests.
+pub async fn serve(
+    listener: TcpListener,
+    control: Arc<Control>,
+    mut stop: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    let graceful = GracefulShutdown::new();
+    let mut builder = ConnBuilder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .max_buf_size(H1_MAX_BUF)
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(H1_MAX_BUF as u32)
+        .max_concurrent_streams(1024);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: back off briefly instead of spinning.
+                    tracing::warn!("accept failed: {error}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.wait_for(|stopped| *stopped) => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let connection = ConnectionInfo {
+            peer,
+            scheme: "http",
+        };
+        let control = control.clone();
+        let service = hyper::service::service_fn(move |request| {
+            let control = control.clone();
+            async move { Ok::<_, Infallible>(pipeline::handle(control, connection, request).await) }
+        });
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(error) = conn.await {
+                tracing::debug!(%peer, "connection ended with an error: {error}");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!(?grace, "shutdown grace elapsed with requests still in flight");
+    }
+}
+
+/// Binds every address, failing on the first that cannot be bound.
+pub async fn bind_all(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, (SocketAddr, std::io::Error)> {
+    let mut listeners = Vec::with_capacity(addrs.len());
+    for addr in addrs {
+        listeners.push(TcpListener::bind(addr).await.map_err(|e| (*addr, e))?);
+    }
+    Ok(listeners)
+}

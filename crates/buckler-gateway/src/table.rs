@@ -1,0 +1,156 @@
+//! The immutable runtime table: everything a request needs, built once per change and
+//! published with one atomic swap. Requests hold the `Arc` they started with, so a swap never
+//! disturbs a request in flight.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use buckler_balance::WeightedPicker;
+use buckler_config::{Config, DomainConfig};
+use buckler_route::{MediaType, Negotiable, PathTemplate, RoutingTable, RoutingTableBuilder};
+
+use crate::metrics::RequestStats;
+use crate::upstream::{UpstreamHandle, UpstreamState};
+
+/// The whole gateway's routing state at one instant.
+#[derive(Debug)]
+pub struct RuntimeTable {
+    pub config: Arc<Config>,
+    /// Increases by one with every publish.
+    pub generation: u64,
+    domains: HashMap<String, Arc<DomainTable>>,
+    wildcard: Option<Arc<DomainTable>>,
+    /// Every domain in configuration order, for listings.
+    ordered: Vec<Arc<DomainTable>>,
+}
+
+/// One domain's routes and upstreams.
+#[derive(Debug)]
+pub struct DomainTable {
+    pub settings: DomainConfig,
+    pub routes: RoutingTable<EndpointGroup>,
+    /// Every upstream of the domain, whatever its state, in configuration order.
+    pub upstreams: Vec<Arc<UpstreamHandle>>,
+    /// Responses the gateway made itself for this domain (404, 405, ...).
+    pub local_stats: Arc<RequestStats>,
+}
+
+/// The upstreams that serve one (template, method), with their weighted picker.
+#[derive(Debug)]
+pub struct EndpointGroup {
+    pub candidates: Vec<Candidate>,
+    pub picker: WeightedPicker,
+}
+
+/// One upstream inside an endpoint group, with the media types it declared there.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub upstream: Arc<UpstreamHandle>,
+    pub consumes: Vec<MediaType>,
+    pub produces: Vec<MediaType>,
+}
+
+impl Negotiable for Candidate {
+    fn consumes(&self) -> &[MediaType] {
+        &self.consumes
+    }
+    fn produces(&self) -> &[MediaType] {
+        &self.produces
+    }
+}
+
+/// What a domain contributes to a table build.
+#[derive(Debug)]
+pub struct DomainInput<'a> {
+    pub settings: &'a DomainConfig,
+    pub upstreams: Vec<Arc<UpstreamHandle>>,
+    pub local_stats: Arc<RequestStats>,
+}
+
+impl RuntimeTable {
+    /// Builds a table: for each domain, the endpoints of every `serving` upstream grouped by
+    /// equivalent template and method.
+    pub fn build(config: Arc<Config>, generation: u64, inputs: Vec<DomainInput<'_>>) -> Self {
+        let mut domains = HashMap::new();
+        let mut wildcard = None;
+        let mut ordered = Vec::new();
+        for input in inputs {
+            let table = Arc::new(DomainTable {
+                settings: input.settings.clone(),
+                routes: build_routes(&input.upstreams),
+                upstreams: input.upstreams,
+                local_stats: input.local_stats,
+            });
+            if table.settings.domain_name == "*" {
+                wildcard = Some(table.clone());
+            } else {
+                domains.insert(table.settings.domain_name.clone(), table.clone());
+            }
+            ordered.push(table);
+        }
+        RuntimeTable {
+            config,
+            generation,
+            domains,
+            wildcard,
+            ordered,
+        }
+    }
+
+    /// The domain serving `host` (already lower-cased, without port), falling back to `*`.
+    pub fn domain_for(&self, host: Option<&str>) -> Option<&Arc<DomainTable>> {
+        host.and_then(|host| self.domains.get(host))
+            .or(self.wildcard.as_ref())
+    }
+
+    /// Every domain in configuration order.
+    pub fn domains(&self) -> &[Arc<DomainTable>] {
+        &self.ordered
+    }
+}
+
+fn build_routes(upstreams: &[Arc<UpstreamHandle>]) -> RoutingTable<EndpointGroup> {
+    // (canonical template, method) -> (template, candidates); Vec keeps build order stable.
+    let mut index: HashMap<(String, http::Method), usize> = HashMap::new();
+    let mut groups: Vec<(PathTemplate, http::Method, Vec<Candidate>)> = Vec::new();
+    for upstream in upstreams {
+        if upstream.state() != UpstreamState::Serving {
+            continue;
+        }
+        let Some(docs) = upstream.docs() else { continue };
+        for endpoint in &docs.endpoints {
+            let key = (endpoint.template.canonical().to_owned(), endpoint.method.clone());
+            let slot = *index.entry(key).or_insert_with(|| {
+                groups.push((endpoint.template.clone(), endpoint.method.clone(), Vec::new()));
+                groups.len() - 1
+            });
+            let candidates = &mut groups[slot].2;
+            let candidate = Candidate {
+                upstream: upstream.clone(),
+                consumes: endpoint.consumes.clone(),
+                produces: endpoint.produces.clone(),
+            };
+            // One document may declare equivalent templates twice (`/u/{id}`, `/u/{uid}`):
+            // the upstream still counts once in the group.
+            match candidates
+                .iter_mut()
+                .find(|c| Arc::ptr_eq(&c.upstream, upstream))
+            {
+                Some(existing) => *existing = candidate,
+                None => candidates.push(candidate),
+            }
+        }
+    }
+    let mut builder = RoutingTableBuilder::new();
+    for (template, method, candidates) in groups {
+        let weights: Vec<f64> = candidates
+            .iter()
+            .map(|c| f64::from(c.upstream.spec.weight))
+            .collect();
+        builder.group_mut(template, method, || EndpointGroup {
+            picker: WeightedPicker::new(&weights, 0),
+            candidates,
+        });
+    }
+    builder.build()
+}

@@ -1,0 +1,205 @@
+//! One upstream as the gateway tracks it across tables: its spec, state, learned endpoints,
+//! in-flight count and metrics. Handles are shared (`Arc`) by every table that routes to the
+//! upstream, so counters and pools survive table swaps.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwapOption;
+use buckler_config::{ServiceLocation, UpstreamSpec};
+use buckler_route::{MediaType, PathTemplate};
+use http::uri::{Authority, Scheme};
+
+use crate::metrics::RequestStats;
+
+/// Where an upstream is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum UpstreamState {
+    /// Docs not known yet: no traffic.
+    Fetching = 0,
+    /// Docs known: takes traffic.
+    Serving = 1,
+    /// The last docs fetch failed and no docs were ever known: no traffic, retrying.
+    Failed = 2,
+    /// Removed: finishing in-flight requests, no new ones.
+    Draining = 3,
+}
+
+impl UpstreamState {
+    /// The name used in the admin API and the healthcheck.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpstreamState::Fetching => "fetching",
+            UpstreamState::Serving => "serving",
+            UpstreamState::Failed => "failed",
+            UpstreamState::Draining => "draining",
+        }
+    }
+
+    fn from_u8(value: u8) -> Self {
+        match value {
+            1 => UpstreamState::Serving,
+            2 => UpstreamState::Failed,
+            3 => UpstreamState::Draining,
+            _ => UpstreamState::Fetching,
+        }
+    }
+}
+
+/// One endpoint an upstream declared, ready for the routing table.
+#[derive(Debug, Clone)]
+pub struct RoutableEndpoint {
+    pub template: PathTemplate,
+    pub method: http::Method,
+    pub consumes: Vec<MediaType>,
+    pub produces: Vec<MediaType>,
+}
+
+/// What an upstream's document told us.
+#[derive(Debug)]
+pub struct UpstreamDocs {
+    pub title: String,
+    pub version: String,
+    pub endpoints: Vec<RoutableEndpoint>,
+    /// Hash of the raw document, to skip republishing an unchanged one.
+    pub fingerprint: u64,
+}
+
+/// The base an HTTP upstream's requests are sent to.
+#[derive(Debug, Clone)]
+pub struct HttpBase {
+    pub scheme: Scheme,
+    pub authority: Authority,
+}
+
+/// An upstream tracked by the gateway.
+#[derive(Debug)]
+pub struct UpstreamHandle {
+    pub spec: UpstreamSpec,
+    pub domain: String,
+    /// `None` for upstreams that are not reached over HTTP.
+    pub http_base: Option<HttpBase>,
+    state: AtomicU8,
+    served_once: AtomicBool,
+    docs: ArcSwapOption<UpstreamDocs>,
+    docs_error: Mutex<Option<String>>,
+    in_flight: AtomicI64,
+    docs_failures: AtomicU64,
+    pub stats: RequestStats,
+}
+
+impl UpstreamHandle {
+    /// A new handle in state `fetching`.
+    pub fn new(spec: UpstreamSpec, domain: &str) -> Self {
+        let http_base = match &spec.location {
+            ServiceLocation::Http(location) => {
+                let scheme = if location.normalized.starts_with("https:") {
+                    Scheme::HTTPS
+                } else {
+                    Scheme::HTTP
+                };
+                let authority = location
+                    .normalized
+                    .split_once("://")
+                    .and_then(|(_, rest)| Authority::try_from(rest).ok());
+                authority.map(|authority| HttpBase { scheme, authority })
+            }
+            ServiceLocation::Lambda(_) => None,
+        };
+        UpstreamHandle {
+            spec,
+            domain: domain.to_owned(),
+            http_base,
+            state: AtomicU8::new(UpstreamState::Fetching as u8),
+            served_once: AtomicBool::new(false),
+            docs: ArcSwapOption::empty(),
+            docs_error: Mutex::new(None),
+            in_flight: AtomicI64::new(0),
+            docs_failures: AtomicU64::new(0),
+            stats: RequestStats::default(),
+        }
+    }
+
+    /// The normalised location: this upstream's identity.
+    pub fn identity(&self) -> &str {
+        self.spec.identity()
+    }
+
+    pub fn state(&self) -> UpstreamState {
+        UpstreamState::from_u8(self.state.load(Ordering::Acquire))
+    }
+
+    /// True once the upstream has been serving at least once.
+    pub fn has_served(&self) -> bool {
+        self.served_once.load(Ordering::Acquire)
+    }
+
+    /// The current docs, if any were ever loaded.
+    pub fn docs(&self) -> Option<Arc<UpstreamDocs>> {
+        self.docs.load_full()
+    }
+
+    /// The last docs error, cleared by a successful load.
+    pub fn docs_error(&self) -> Option<String> {
+        self.docs_error.lock().map(|e| e.clone()).unwrap_or(None)
+    }
+
+    /// Requests in flight (request sent, response body not finished).
+    pub fn in_flight(&self) -> i64 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Failed fetches or parses of the docs so far.
+    pub fn docs_failures(&self) -> u64 {
+        self.docs_failures.load(Ordering::Relaxed)
+    }
+
+    /// Installs freshly loaded docs; the upstream serves from the next table on.
+    pub fn set_docs(&self, docs: Arc<UpstreamDocs>) {
+        self.docs.store(Some(docs));
+        if let Ok(mut error) = self.docs_error.lock() {
+            *error = None;
+        }
+        if self.state() != UpstreamState::Draining {
+            self.state.store(UpstreamState::Serving as u8, Ordering::Release);
+        }
+        self.served_once.store(true, Ordering::Release);
+    }
+
+    /// Records a failed load. An upstream that has docs keeps serving with them.
+    pub fn set_docs_error(&self, error: String) {
+        self.docs_failures.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut slot) = self.docs_error.lock() {
+            *slot = Some(error);
+        }
+        if self.docs.load().is_none() && self.state() != UpstreamState::Draining {
+            self.state.store(UpstreamState::Failed as u8, Ordering::Release);
+        }
+    }
+
+    /// Marks the upstream as removed.
+    pub fn start_draining(&self) {
+        self.state.store(UpstreamState::Draining as u8, Ordering::Release);
+    }
+
+    /// Counts a request in flight until the returned guard is dropped.
+    pub fn begin_request(self: &Arc<Self>) -> InFlightGuard {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlightGuard {
+            upstream: self.clone(),
+        }
+    }
+}
+
+/// Decrements the upstream's in-flight count when dropped (response body finished or abandoned).
+#[derive(Debug)]
+pub struct InFlightGuard {
+    upstream: Arc<UpstreamHandle>,
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.upstream.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,135 @@
+//! The `buckler` binary: `check` output and exit codes, startup failures, and graceful
+//! shutdown on SIGTERM with a request in flight.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use buckler_testkit::{FakeUpstream, Swagger2Doc};
+
+fn buckler() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_buckler"))
+}
+
+/// A fresh temporary file holding `text`.
+fn temp_config(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("buckler-cli-{}-{}", std::process::id(), name));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("buckler.json5");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn check_accepts_a_valid_config() {
+    let path = temp_config(
+        "valid",
+        r#"{ listen: "127.0.0.1:0", domains: [{ "domain-name": "*", upstreams: [
+            { serviceType: "swagger2", serviceLocation: "http://127.0.0.1:9", weight: 2 } ] }] }"#,
+    );
+    let out = buckler().args(["check", "--config"]).arg(&path).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+}
+
+#[test]
+fn check_lists_every_problem_with_its_position() {
+    let text = "{\n  listen: \"127.0.0.1:0\",\n  bogus: 1,\n  domains: [{\n    \"domain-name\": \"*\",\n    \"request-timeout\": 5,\n    upstreams: [{ serviceType: \"swagger9\", serviceLocation: \"http://h/\", weight: -1 }],\n  }],\n}\n";
+    let path = temp_config("invalid", text);
+    let out = buckler().args(["check", "--config"]).arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let file = path.display().to_string();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines.len() >= 5, "every problem listed:\n{stdout}");
+    for line in &lines {
+        assert!(line.starts_with(&format!("{file}:")), "FILE:LINE:COL prefix: {line}");
+    }
+    assert!(stdout.contains(&format!("{file}:3:3:")) && stdout.contains("bogus"), "{stdout}");
+    assert!(stdout.contains(&format!("{file}:6:24:")) && stdout.contains("request-timeout"), "{stdout}");
+    assert!(stdout.contains("serviceType") && stdout.contains("swagger9"), "{stdout}");
+    assert!(stdout.contains("serviceLocation"), "{stdout}");
+    assert!(stdout.contains("weight"), "{stdout}");
+}
+
+#[test]
+fn run_fails_fast_with_one_clear_line() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let path = temp_config(
+        "taken",
+        &format!(
+            r#"{{ listen: "{}", domains: [{{ "domain-name": "*", upstreams: [] }}] }}"#,
+            taken.local_addr().unwrap()
+        ),
+    );
+    let out = buckler().args(["run", "--config"]).arg(&path).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot listen on"), "{stderr}");
+
+    let out = buckler().args(["--config", "/nonexistent/buckler.json5"]).output().unwrap();
+    assert!(!out.status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_in_flight_requests_finish() {
+    let upstream = FakeUpstream::builder("slow")
+        .doc(Swagger2Doc::new("slow", "1").op("get", "/slow/{ms}").to_json())
+        .start()
+        .await;
+    let path = temp_config(
+        "graceful",
+        &format!(
+            r#"{{ listen: "127.0.0.1:0", "shutdown-grace": "10s", domains: [{{ "domain-name": "*",
+                 "request-timeout": "10s",
+                 upstreams: [{{ serviceType: "swagger2", serviceLocation: "{}" }}] }}] }}"#,
+            upstream.url()
+        ),
+    );
+    let mut child = buckler()
+        .args(["run", "--config"])
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let addr = line.trim().rsplit(' ').next().unwrap().to_owned();
+    assert!(line.starts_with("buckler listening on"), "{line}");
+
+    // Wait until the route exists.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if raw_get(&addr, "/healthcheck").starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let slow_addr = addr.clone();
+    let slow = std::thread::spawn(move || raw_get(&slow_addr, "/slow/1500"));
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+
+    let reply = slow.join().unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "in-flight request finished: {reply}");
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit 0 after SIGTERM: {status:?}");
+    assert!(std::net::TcpStream::connect(&addr).is_err(), "no longer accepting");
+}
+
+fn raw_get(addr: &str, path: &str) -> String {
+    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+        return String::new();
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut out = String::new();
+    let _ = stream.read_to_string(&mut out);
+    out
+}
