@@ -58,6 +58,21 @@ pub fn upstreams_json(upstreams: &[(&str, u32)]) -> String {
     serde_json::Value::Array(entries).to_string()
 }
 
+/// A fresh temporary directory for one test.
+pub fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "buckler-test-{}-{}-{}",
+        std::process::id(),
+        name,
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
 /// A one-domain (`*`) config listening on 127.0.0.1:0; `domain_extra` is spliced into the
 /// domain object (JSON5, e.g. `"request-timeout": "300ms",`).
 pub fn config_text(upstreams: &[(&str, u32)], domain_extra: &str) -> String {
@@ -89,6 +104,36 @@ impl TestGateway {
             addr,
             http1,
         }
+    }
+
+    /// Loads the config from a file (so reloads can re-read it) and starts the gateway.
+    pub async fn start_file(path: &Path) -> TestGateway {
+        trace_init();
+        let config = buckler_config::load(path).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
+        let gateway = RunningGateway::start(config).await.expect("gateway starts");
+        let addr = gateway.addrs()[0];
+        let http1 = Client::builder(TokioExecutor::new()).build_http();
+        TestGateway {
+            gateway,
+            addr,
+            http1,
+        }
+    }
+
+    /// `http://ADMIN_ADDR{path}`.
+    pub fn admin_url(&self, path: &str) -> String {
+        let admin = self.gateway.admin_addr().expect("admin listener configured");
+        format!("http://{admin}{path}")
+    }
+
+    /// An admin call with an optional bearer token and JSON body.
+    pub async fn admin(&self, method: http::Method, path: &str, token: Option<&str>, body: Option<&str>) -> Reply {
+        let mut request = Request::builder().method(method).uri(self.admin_url(path));
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let body = body.map(|b| Full::new(Bytes::from(b.to_owned()))).unwrap_or_default();
+        self.send(request.body(body).unwrap()).await
     }
 
     /// Starts and waits until `/healthcheck` says every upstream has served.

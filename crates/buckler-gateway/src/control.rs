@@ -1,24 +1,54 @@
-//! The control plane: owns the configuration and the upstream handles, runs the docs loaders,
-//! and publishes a fresh [`RuntimeTable`] whenever something changes.
+//! The control plane: owns the configuration, the upstream handles and their weight ramps,
+//! runs the docs loaders, drains removed upstreams, and publishes a fresh [`RuntimeTable`]
+//! whenever anything changes. Every way in — static config, `upstreams-file` edits, the admin
+//! API, SIGHUP reloads — goes through the same validate → diff → publish path.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use buckler_config::{Config, DomainConfig, UpstreamSpec, UpstreamWatcher};
+use buckler_balance::{RampSchedule, WeightRamp};
+use buckler_config::{Config, ConfigErrors, DomainConfig, UpstreamSpec, UpstreamWatcher};
 use buckler_upstream::HttpUpstreamClient;
+use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
 use crate::metrics::RequestStats;
 use crate::table::{DomainInput, RuntimeTable};
-use crate::upstream::UpstreamHandle;
+use crate::upstream::{UpstreamHandle, UpstreamState};
 
 /// Why the gateway could not be set up from a configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     #[error("domain {domain}: {reason}")]
     Upstreams { domain: String, reason: String },
+}
+
+/// Why a change was refused. Nothing changed.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    #[error("no domain named {0:?}")]
+    UnknownDomain(String),
+    #[error("{0}")]
+    Invalid(ConfigErrors),
+    #[error("{0}")]
+    Setup(#[from] SetupError),
+    #[error("cannot write {path}: {reason}")]
+    Write { path: String, reason: String },
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// What a change of an upstream set did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct UpstreamDiff {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub reweighted: Vec<String>,
+    pub revived: Vec<String>,
+    pub unchanged: Vec<String>,
 }
 
 /// The control plane. Request handling only ever calls [`Control::table`].
@@ -28,6 +58,12 @@ pub struct Control {
     state: Mutex<ControlState>,
     client: HttpUpstreamClient,
     ready: AtomicBool,
+    /// Origin of the ramp clock.
+    origin: Instant,
+    /// Wakes the ramp driver when ramps change.
+    ramps_changed: Arc<Notify>,
+    reloads_ok: AtomicU64,
+    reloads_error: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -40,43 +76,62 @@ struct ControlState {
 #[derive(Debug)]
 struct DomainState {
     settings: DomainConfig,
-    upstreams: Vec<Arc<UpstreamHandle>>,
-    loaders: HashMap<String, AbortHandle>,
+    upstreams: Vec<Tracked>,
     local_stats: Arc<RequestStats>,
+    file_watcher: Option<AbortHandle>,
+}
+
+/// One upstream of a domain with its ramp and background tasks.
+#[derive(Debug)]
+struct Tracked {
+    handle: Arc<UpstreamHandle>,
+    ramp: WeightRamp,
+    loader: AbortHandle,
+    drainer: Option<AbortHandle>,
+}
+
+impl Tracked {
+    fn stop(&self) {
+        self.loader.abort();
+        if let Some(drainer) = &self.drainer {
+            drainer.abort();
+        }
+    }
 }
 
 impl Control {
     /// Sets up every domain of `config` and starts loading upstream docs. Must run inside a
     /// tokio runtime.
     pub fn start(config: Config, client: HttpUpstreamClient) -> Result<Arc<Control>, SetupError> {
-        let config = Arc::new(config);
-        let mut domains = Vec::new();
-        for settings in &config.domains {
-            let specs = initial_upstreams(settings, &config)?;
-            let upstreams = specs
-                .into_iter()
-                .map(|spec| Arc::new(UpstreamHandle::new(spec, &settings.domain_name)))
-                .collect();
-            domains.push(DomainState {
-                settings: settings.clone(),
-                upstreams,
-                loaders: HashMap::new(),
-                local_stats: Arc::new(RequestStats::default()),
-            });
-        }
-        let state = ControlState {
-            config: config.clone(),
-            domains,
-            generation: 0,
-        };
-        let table = build_table(&state);
+        let initial: Vec<Vec<UpstreamSpec>> = config
+            .domains
+            .iter()
+            .map(|domain| initial_upstreams(domain, &config))
+            .collect::<Result<_, _>>()?;
         let control = Arc::new(Control {
-            table: ArcSwap::from_pointee(table),
-            state: Mutex::new(state),
+            table: ArcSwap::from_pointee(RuntimeTable::build(Arc::new(config.clone()), 0, Vec::new())),
+            state: Mutex::new(ControlState {
+                config: Arc::new(config),
+                domains: Vec::new(),
+                generation: 0,
+            }),
             client,
             ready: AtomicBool::new(false),
+            origin: Instant::now(),
+            ramps_changed: Arc::new(Notify::new()),
+            reloads_ok: AtomicU64::new(0),
+            reloads_error: AtomicU64::new(0),
         });
-        control.spawn_loaders();
+        {
+            let mut state = control.lock();
+            let config = state.config.clone();
+            for (settings, specs) in config.domains.iter().zip(initial) {
+                let domain = control.new_domain(settings, specs, &config);
+                state.domains.push(domain);
+            }
+            control.publish_locked(&mut state);
+        }
+        tokio::spawn(drive_ramps(Arc::downgrade(&control), control.ramps_changed.clone()));
         Ok(control)
     }
 
@@ -90,11 +145,44 @@ impl Control {
         &self.client
     }
 
-    /// Rebuilds the table from the current upstream states and swaps it in.
+    /// Time on the ramp clock.
+    fn now(&self) -> Duration {
+        self.origin.elapsed()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ControlState> {
+        // A panic while holding the lock cannot leave the state half-changed in a way that
+        // matters more than stopping would: keep serving with it.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Rebuilds the table from the current upstream states and weights and swaps it in.
     pub fn publish(&self) {
-        let Ok(mut state) = self.state.lock() else { return };
+        let mut state = self.lock();
+        self.publish_locked(&mut state);
+    }
+
+    fn publish_locked(&self, state: &mut ControlState) {
         state.generation += 1;
-        let table = build_table(&state);
+        let now = self.now();
+        let inputs = state
+            .domains
+            .iter()
+            .map(|domain| DomainInput {
+                settings: &domain.settings,
+                upstreams: domain
+                    .upstreams
+                    .iter()
+                    .map(|tracked| {
+                        let weight = tracked.ramp.effective(now);
+                        tracked.handle.set_effective_weight(weight);
+                        (tracked.handle.clone(), weight)
+                    })
+                    .collect(),
+                local_stats: domain.local_stats.clone(),
+            })
+            .collect();
+        let table = RuntimeTable::build(state.config.clone(), state.generation, inputs);
         tracing::debug!(generation = table.generation, "publishing routing table");
         self.table.store(Arc::new(table));
     }
@@ -116,38 +204,315 @@ impl Control {
         ready
     }
 
-    fn spawn_loaders(self: &Arc<Self>) {
-        let Ok(mut state) = self.state.lock() else { return };
-        let paths = state.config.paths.clone();
-        for domain in &mut state.domains {
-            for upstream in &domain.upstreams {
-                if domain.loaders.contains_key(upstream.identity()) {
-                    continue;
-                }
-                let task = tokio::spawn(crate::docs_loader::run(
-                    Arc::downgrade(self),
-                    self.client.clone(),
-                    upstream.clone(),
-                    paths.clone(),
-                    domain.settings.docs_refresh,
-                ));
-                domain
-                    .loaders
-                    .insert(upstream.identity().to_owned(), task.abort_handle());
+    /// Reload counts so far: (ok, error).
+    pub fn reload_counts(&self) -> (u64, u64) {
+        (
+            self.reloads_ok.load(Ordering::Relaxed),
+            self.reloads_error.load(Ordering::Relaxed),
+        )
+    }
+
+    fn count_reload(&self, ok: bool) {
+        let counter = if ok { &self.reloads_ok } else { &self.reloads_error };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Replaces a domain's upstream set: new upstreams get their weight at once, changed
+    /// weights ramp, removed upstreams drain, re-added draining ones revive. Publishes once.
+    pub fn replace_upstreams(
+        self: &Arc<Self>,
+        domain_name: &str,
+        specs: Vec<UpstreamSpec>,
+    ) -> Result<UpstreamDiff, ChangeError> {
+        let mut state = self.lock();
+        let config = state.config.clone();
+        let index = state
+            .domains
+            .iter()
+            .position(|d| d.settings.domain_name == domain_name)
+            .ok_or_else(|| ChangeError::UnknownDomain(domain_name.to_owned()))?;
+        let diff = self.diff_upstreams(&mut state.domains[index], specs, &config);
+        self.publish_locked(&mut state);
+        drop(state);
+        self.ramps_changed.notify_one();
+        tracing::info!(domain = domain_name, ?diff, "upstream set changed");
+        Ok(diff)
+    }
+
+    /// Writes a new upstream set the way the domain's watcher expects: for `static`, applied
+    /// directly; for `file`, written to the file (atomically) and applied, so every gateway
+    /// watching the file converges. Strict JSON, validated whole first.
+    pub fn write_upstreams(self: &Arc<Self>, domain_name: &str, body: &str) -> Result<UpstreamDiff, ChangeError> {
+        let (watcher, lambda) = {
+            let state = self.lock();
+            let domain = state
+                .domains
+                .iter()
+                .find(|d| d.settings.domain_name == domain_name)
+                .ok_or_else(|| ChangeError::UnknownDomain(domain_name.to_owned()))?;
+            (domain.settings.upstream_watcher.clone(), state.config.lambda.clone())
+        };
+        let specs = buckler_config::parse_upstreams(body, "request body", &lambda).map_err(ChangeError::Invalid)?;
+        match watcher {
+            UpstreamWatcher::Static { .. } => {}
+            UpstreamWatcher::File { path } => write_atomically(&path, body)?,
+            UpstreamWatcher::Etcd { .. } => {
+                return Err(ChangeError::Unsupported(
+                    "the etcd upstream watcher is not supported by this build yet".to_owned(),
+                ))
             }
         }
+        self.replace_upstreams(domain_name, specs)
+    }
+
+    /// Re-reads the configuration file and applies it: a complete new configuration is
+    /// validated first, and on any error nothing changes. Listeners are never rebound.
+    pub fn reload(self: &Arc<Self>) -> Result<String, ChangeError> {
+        let path = self.lock().config.file.clone();
+        let result = buckler_config::load(&path)
+            .map_err(ChangeError::Invalid)
+            .and_then(|config| self.apply_config(config));
+        match &result {
+            Ok(summary) => {
+                self.count_reload(true);
+                tracing::info!(file = %path.display(), "configuration reloaded: {summary}");
+            }
+            Err(error) => {
+                self.count_reload(false);
+                for line in error.to_string().lines() {
+                    tracing::error!(file = %path.display(), "configuration reload rejected: {line}");
+                }
+            }
+        }
+        result
+    }
+
+    fn apply_config(self: &Arc<Self>, config: Config) -> Result<String, ChangeError> {
+        // Everything that can fail happens before the state is touched.
+        let specs: Vec<Vec<UpstreamSpec>> = config
+            .domains
+            .iter()
+            .map(|domain| initial_upstreams(domain, &config))
+            .collect::<Result<_, _>>()?;
+        let mut state = self.lock();
+        if state.config.listen != config.listen {
+            tracing::warn!("`listen` changed: listeners are never rebound by a reload; restart to apply");
+        }
+        let config = Arc::new(config);
+        state.config = config.clone();
+        let mut old: Vec<DomainState> = std::mem::take(&mut state.domains);
+        let mut kept = 0;
+        for (settings, specs) in config.domains.iter().zip(specs) {
+            match old.iter().position(|d| d.settings.domain_name == settings.domain_name) {
+                Some(i) => {
+                    let mut domain = old.swap_remove(i);
+                    self.update_domain_settings(&mut domain, settings);
+                    self.diff_upstreams(&mut domain, specs, &config);
+                    state.domains.push(domain);
+                    kept += 1;
+                }
+                None => {
+                    let domain = self.new_domain(settings, specs, &config);
+                    state.domains.push(domain);
+                }
+            }
+        }
+        let removed = old.len();
+        for domain in old {
+            stop_domain(&domain);
+        }
+        let added = state.domains.len() - kept;
+        self.publish_locked(&mut state);
+        drop(state);
+        self.ramps_changed.notify_one();
+        Ok(format!("{kept} domains kept, {added} added, {removed} removed"))
+    }
+
+    fn new_domain(self: &Arc<Self>, settings: &DomainConfig, specs: Vec<UpstreamSpec>, config: &Config) -> DomainState {
+        let mut domain = DomainState {
+            settings: settings.clone(),
+            upstreams: Vec::new(),
+            local_stats: Arc::new(RequestStats::default()),
+            file_watcher: None,
+        };
+        self.diff_upstreams(&mut domain, specs, config);
+        domain.file_watcher = self.spawn_file_watcher(settings);
+        domain
+    }
+
+    fn update_domain_settings(self: &Arc<Self>, domain: &mut DomainState, settings: &DomainConfig) {
+        let now = self.now();
+        let schedule = schedule_of(settings);
+        for tracked in &mut domain.upstreams {
+            tracked.ramp.reschedule(schedule, now);
+        }
+        let watcher_changed = domain.settings.upstream_watcher != settings.upstream_watcher;
+        domain.settings = settings.clone();
+        if watcher_changed {
+            if let Some(watcher) = domain.file_watcher.take() {
+                watcher.abort();
+            }
+            domain.file_watcher = self.spawn_file_watcher(settings);
+        }
+    }
+
+    /// The heart of every change: compare the wanted set with the tracked one.
+    fn diff_upstreams(self: &Arc<Self>, domain: &mut DomainState, specs: Vec<UpstreamSpec>, config: &Config) -> UpstreamDiff {
+        let now = self.now();
+        let schedule = schedule_of(&domain.settings);
+        let mut diff = UpstreamDiff::default();
+        let mut wanted_ids = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let identity = spec.identity().to_owned();
+            wanted_ids.push(identity.clone());
+            let weight = f64::from(spec.weight);
+            let existing = domain
+                .upstreams
+                .iter_mut()
+                .find(|t| t.handle.identity() == identity && t.handle.spec.service_type == spec.service_type);
+            match existing {
+                Some(tracked) if tracked.handle.state() == UpstreamState::Draining => {
+                    // Re-added before it was dropped: it serves again at once (Shield lost it).
+                    if let Some(drainer) = tracked.drainer.take() {
+                        drainer.abort();
+                    }
+                    tracked.handle.revive();
+                    tracked.handle.set_target_weight(spec.weight);
+                    tracked.ramp = WeightRamp::fixed(weight, schedule);
+                    diff.revived.push(identity);
+                }
+                Some(tracked) => {
+                    if tracked.handle.target_weight() == spec.weight {
+                        diff.unchanged.push(identity);
+                    } else {
+                        tracked.handle.set_target_weight(spec.weight);
+                        tracked.ramp.retarget(weight, now);
+                        diff.reweighted.push(identity);
+                    }
+                }
+                None => {
+                    // Same location under another service type: the old one is replaced.
+                    if let Some(i) = domain.upstreams.iter().position(|t| t.handle.identity() == identity) {
+                        domain.upstreams.remove(i).stop();
+                    }
+                    let handle = Arc::new(UpstreamHandle::new(spec, &domain.settings.domain_name));
+                    let loader = self.spawn_loader(&handle, &domain.settings, config);
+                    domain.upstreams.push(Tracked {
+                        handle,
+                        ramp: WeightRamp::fixed(weight, schedule),
+                        loader,
+                        drainer: None,
+                    });
+                    diff.added.push(identity);
+                }
+            }
+        }
+        for tracked in &mut domain.upstreams {
+            let identity = tracked.handle.identity();
+            if wanted_ids.iter().any(|w| w == identity) || tracked.handle.state() == UpstreamState::Draining {
+                continue;
+            }
+            tracked.handle.start_draining();
+            tracked.ramp.jump(0.0);
+            tracked.drainer = Some(
+                tokio::spawn(drain(
+                    Arc::downgrade(self),
+                    tracked.handle.clone(),
+                    domain.settings.drain_timeout,
+                ))
+                .abort_handle(),
+            );
+            diff.removed.push(identity.to_owned());
+        }
+        // Keep the configured order: it is the order of listings.
+        domain.upstreams.sort_by_key(|t| {
+            wanted_ids
+                .iter()
+                .position(|w| w == t.handle.identity())
+                .unwrap_or(usize::MAX)
+        });
+        diff
+    }
+
+    fn spawn_loader(self: &Arc<Self>, handle: &Arc<UpstreamHandle>, settings: &DomainConfig, config: &Config) -> AbortHandle {
+        tokio::spawn(crate::docs_loader::run(
+            Arc::downgrade(self),
+            self.client.clone(),
+            handle.clone(),
+            config.paths.clone(),
+            settings.docs_refresh,
+        ))
+        .abort_handle()
+    }
+
+    fn spawn_file_watcher(self: &Arc<Self>, settings: &DomainConfig) -> Option<AbortHandle> {
+        let UpstreamWatcher::File { path } = &settings.upstream_watcher else {
+            return None;
+        };
+        let task = tokio::spawn(watch_file(
+            Arc::downgrade(self),
+            settings.domain_name.clone(),
+            path.clone(),
+        ));
+        Some(task.abort_handle())
+    }
+
+    /// Drops a drained upstream (if it is still draining: it may have been revived).
+    fn finish_drain(&self, handle: &Arc<UpstreamHandle>) {
+        let mut state = self.lock();
+        let mut dropped = false;
+        for domain in &mut state.domains {
+            if let Some(i) = domain
+                .upstreams
+                .iter()
+                .position(|t| Arc::ptr_eq(&t.handle, handle) && t.handle.state() == UpstreamState::Draining)
+            {
+                let tracked = domain.upstreams.remove(i);
+                tracked.loader.abort();
+                dropped = true;
+            }
+        }
+        if dropped {
+            tracing::info!(upstream = handle.identity(), in_flight = handle.in_flight(), "drained upstream dropped");
+            self.publish_locked(&mut state);
+        }
+    }
+
+    /// The earliest upcoming ramp step, if any ramp is moving.
+    fn next_ramp_step(&self) -> Option<Duration> {
+        let now = self.now();
+        let state = self.lock();
+        state
+            .domains
+            .iter()
+            .flat_map(|d| d.upstreams.iter())
+            .filter_map(|t| t.ramp.next_step_at(now))
+            .min()
     }
 }
 
 impl Drop for Control {
     fn drop(&mut self) {
-        if let Ok(state) = self.state.lock() {
-            for domain in &state.domains {
-                for loader in domain.loaders.values() {
-                    loader.abort();
-                }
-            }
+        let state = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
+        for domain in &state.domains {
+            stop_domain(domain);
         }
+    }
+}
+
+fn stop_domain(domain: &DomainState) {
+    for tracked in &domain.upstreams {
+        tracked.stop();
+    }
+    if let Some(watcher) = &domain.file_watcher {
+        watcher.abort();
+    }
+}
+
+fn schedule_of(settings: &DomainConfig) -> RampSchedule {
+    RampSchedule {
+        step_count: settings.upstream_weighting.step_count,
+        step_duration: settings.upstream_weighting.step_duration,
     }
 }
 
@@ -170,15 +535,87 @@ fn initial_upstreams(settings: &DomainConfig, config: &Config) -> Result<Vec<Ups
     }
 }
 
-fn build_table(state: &ControlState) -> RuntimeTable {
-    let inputs = state
-        .domains
-        .iter()
-        .map(|domain| DomainInput {
-            settings: &domain.settings,
-            upstreams: domain.upstreams.clone(),
-            local_stats: domain.local_stats.clone(),
-        })
-        .collect();
-    RuntimeTable::build(state.config.clone(), state.generation, inputs)
+/// Publishes a table at every ramp step, and sleeps while nothing moves.
+async fn drive_ramps(control: Weak<Control>, wake: Arc<Notify>) {
+    loop {
+        let (next, origin) = {
+            let Some(control) = control.upgrade() else { return };
+            (control.next_ramp_step(), control.origin)
+        };
+        // Holds no strong reference, so the control plane can still be dropped.
+        let changed = wake.notified();
+        match next {
+            Some(at) => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until((origin + at).into()) => {
+                        let Some(control) = control.upgrade() else { return };
+                        control.publish();
+                    }
+                    _ = changed => {}
+                }
+            }
+            None => {
+                let wait = tokio::time::sleep(Duration::from_secs(1));
+                tokio::select! {
+                    _ = wait => {}
+                    _ = changed => {}
+                }
+            }
+        }
+    }
+}
+
+/// Waits until a removed upstream has nothing in flight, or its drain timeout, then drops it.
+async fn drain(control: Weak<Control>, handle: Arc<UpstreamHandle>, timeout: Duration) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    // Requests that picked it from the previous table may still be starting: give them a beat.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    while handle.in_flight() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    if let Some(control) = control.upgrade() {
+        control.finish_drain(&handle);
+    }
+}
+
+/// Polls an `upstreams-file` for content changes. Polling the path (not an inode watch) sees
+/// editors' write-to-temp-then-rename saves as well as in-place writes.
+async fn watch_file(control: Weak<Control>, domain: String, path: std::path::PathBuf) {
+    let mut last = std::fs::read(&path).ok();
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let Some(control) = control.upgrade() else { return };
+        let Ok(bytes) = std::fs::read(&path) else { continue };
+        if last.as_deref() == Some(bytes.as_slice()) {
+            continue;
+        }
+        last = Some(bytes.clone());
+        let text = String::from_utf8_lossy(&bytes);
+        let lambda = control.lock().config.lambda.clone();
+        match buckler_config::parse_upstreams(&text, &path.display().to_string(), &lambda) {
+            Ok(specs) => {
+                control.count_reload(true);
+                if let Err(error) = control.replace_upstreams(&domain, specs) {
+                    tracing::error!(file = %path.display(), "upstreams-file change not applied: {error}");
+                }
+            }
+            Err(errors) => {
+                control.count_reload(false);
+                for error in &errors.0 {
+                    tracing::error!(file = %path.display(), "upstreams-file change rejected, previous set kept: {error}");
+                }
+            }
+        }
+    }
+}
+
+/// Writes `text` next to `path` and renames it over, so watchers never see half a file.
+fn write_atomically(path: &Path, text: &str) -> Result<(), ChangeError> {
+    let error = |e: std::io::Error| ChangeError::Write {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    };
+    let temp = path.with_extension(format!("tmp-{}", std::process::id()));
+    std::fs::write(&temp, text).map_err(error)?;
+    std::fs::rename(&temp, path).map_err(error)
 }

@@ -33,6 +33,16 @@ pub enum GatewayError {
     BodyTooLarge { limit: u64 },
     #[error("malformed request: {reason}")]
     MalformedRequest { reason: &'static str },
+    #[error("a bearer token is required")]
+    MissingCredential,
+    #[error("the bearer token is not valid")]
+    WrongCredential,
+    #[error("{message}")]
+    InvalidInput { message: String, errors: Vec<String> },
+    #[error("{message}")]
+    AdminNotFound { message: String },
+    #[error("{message}")]
+    AdminUnavailable { message: String },
 }
 
 impl GatewayError {
@@ -48,14 +58,21 @@ impl GatewayError {
             GatewayError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             GatewayError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            GatewayError::MalformedRequest { .. } => StatusCode::BAD_REQUEST,
+            GatewayError::MalformedRequest { .. } | GatewayError::InvalidInput { .. } => StatusCode::BAD_REQUEST,
+            GatewayError::MissingCredential => StatusCode::UNAUTHORIZED,
+            GatewayError::WrongCredential => StatusCode::FORBIDDEN,
+            GatewayError::AdminNotFound { .. } => StatusCode::NOT_FOUND,
+            GatewayError::AdminUnavailable { .. } => StatusCode::NOT_IMPLEMENTED,
         }
     }
 
     /// The response: `{"error": "...", "status": N}` plus the headers the status calls for.
     pub fn into_response(self) -> Response<ProxyBody> {
         let status = self.status();
-        let body = serde_json::json!({"error": self.to_string(), "status": status.as_u16()});
+        let mut body = serde_json::json!({"error": self.to_string(), "status": status.as_u16()});
+        if let GatewayError::InvalidInput { errors, .. } = &self {
+            body["errors"] = serde_json::json!(errors);
+        }
         let mut response = Response::new(full_body(body.to_string()));
         *response.status_mut() = status;
         let headers = response.headers_mut();
@@ -64,6 +81,9 @@ impl GatewayError {
             if let Ok(value) = HeaderValue::from_str(allow) {
                 headers.insert(header::ALLOW, value);
             }
+        }
+        if let GatewayError::MissingCredential = &self {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }
@@ -97,6 +117,11 @@ mod tests {
             (GatewayError::HeadersTooLarge { limit: 65536 }, 431),
             (GatewayError::BodyTooLarge { limit: 10 }, 413),
             (GatewayError::MalformedRequest { reason: "bad" }, 400),
+            (GatewayError::MissingCredential, 401),
+            (GatewayError::WrongCredential, 403),
+            (GatewayError::InvalidInput { message: "bad list".into(), errors: vec!["x".into()] }, 400),
+            (GatewayError::AdminNotFound { message: "no such domain".into() }, 404),
+            (GatewayError::AdminUnavailable { message: "etcd".into() }, 501),
         ];
         for (error, status) in cases {
             let message = error.to_string();

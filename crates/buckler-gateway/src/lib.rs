@@ -4,9 +4,11 @@
 //! ```text
 //! client ─▶ server ─▶ pipeline: checks → local → domain → route → negotiate → pick → dispatch ─▶ upstream
 //!                        ▲ Arc<RuntimeTable> (ArcSwap)
-//!                     control ◀── docs loaders (one task per upstream)
+//!                     control ◀── docs loaders, ramp driver, drainers, file watchers
+//! admin ─▶ admin API ────┘  (and SIGHUP, through RunningGateway::control().reload())
 //! ```
 
+mod admin;
 mod control;
 mod docs_loader;
 mod error;
@@ -23,12 +25,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use buckler_config::Config;
+use buckler_config::{Config, Secret};
 use buckler_upstream::HttpUpstreamClient;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-pub use control::{Control, SetupError};
+pub use control::{ChangeError, Control, SetupError, UpstreamDiff};
 pub use error::GatewayError;
 pub use pipeline::MAX_HEADER_BYTES;
 pub use upstream::UpstreamState;
@@ -46,12 +48,15 @@ pub enum StartError {
     Setup(#[from] SetupError),
     #[error("tls: serving TLS is not supported by this build yet (remove the `tls` key)")]
     TlsUnsupported,
+    #[error("admin.token: environment variable {0} is not set")]
+    MissingToken(String),
 }
 
 /// A started gateway. Dropping it without [`RunningGateway::shutdown`] stops accepting at once.
 #[derive(Debug)]
 pub struct RunningGateway {
     addrs: Vec<SocketAddr>,
+    admin_addr: Option<SocketAddr>,
     control: Arc<Control>,
     stop: watch::Sender<bool>,
     servers: JoinSet<()>,
@@ -64,22 +69,47 @@ impl RunningGateway {
         if config.tls.is_some() {
             return Err(StartError::TlsUnsupported);
         }
-        let listeners = server::bind_all(&config.listen)
-            .await
-            .map_err(|(addr, source)| StartError::Bind { addr, source })?;
+        let token = match config.admin.as_ref().and_then(|a| a.token.as_ref()) {
+            None => None,
+            Some(Secret::Literal(token)) => Some(Arc::<str>::from(token.as_str())),
+            Some(Secret::Env(name)) => Some(Arc::<str>::from(
+                std::env::var(name)
+                    .map_err(|_| StartError::MissingToken(name.clone()))?
+                    .as_str(),
+            )),
+        };
+        let bind_error = |(addr, source)| StartError::Bind { addr, source };
+        let listeners = server::bind_all(&config.listen).await.map_err(bind_error)?;
+        let admin_listener = match &config.admin {
+            Some(admin) => Some(server::bind_all(&[admin.listen]).await.map_err(bind_error)?.remove(0)),
+            None => None,
+        };
         let addrs = listeners
             .iter()
             .filter_map(|l| l.local_addr().ok())
             .collect();
+        let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
         let grace = config.shutdown_grace;
         let control = Control::start(config, HttpUpstreamClient::new())?;
         let (stop, stopped) = watch::channel(false);
         let mut servers = JoinSet::new();
+        let proxy: server::Handler = {
+            let control = control.clone();
+            Arc::new(move |connection, request| Box::pin(pipeline::handle(control.clone(), connection, request)))
+        };
         for listener in listeners {
-            servers.spawn(server::serve(listener, control.clone(), stopped.clone(), grace));
+            servers.spawn(server::serve(listener, proxy.clone(), stopped.clone(), grace));
+        }
+        if let Some(listener) = admin_listener {
+            let control = control.clone();
+            let admin: server::Handler = Arc::new(move |_connection, request| {
+                Box::pin(admin::handle(control.clone(), token.clone(), request))
+            });
+            servers.spawn(server::serve(listener, admin, stopped.clone(), grace));
         }
         Ok(RunningGateway {
             addrs,
+            admin_addr,
             control,
             stop,
             servers,
@@ -92,7 +122,12 @@ impl RunningGateway {
         &self.addrs
     }
 
-    /// The control plane, for tests and the admin API.
+    /// The admin listener's address, when `admin` is configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    /// The control plane: reloads (SIGHUP), upstream changes, state for tests.
     pub fn control(&self) -> &Arc<Control> {
         &self.control
     }

@@ -50,8 +50,8 @@ pub fn upstream_health(upstream: &Arc<UpstreamHandle>) -> Value {
     let mut value = json!({
         "serviceType": upstream.spec.service_type.as_str(),
         "serviceLocation": upstream.identity(),
-        "weight": upstream.spec.weight,
-        "effectiveWeight": f64::from(upstream.spec.weight),
+        "weight": upstream.target_weight(),
+        "effectiveWeight": upstream.effective_weight(),
         "state": upstream.state().as_str(),
         "inFlight": upstream.in_flight(),
         "endpoints": docs.as_ref().map_or(0, |d| d.endpoints.len()),
@@ -65,8 +65,13 @@ pub fn upstream_health(upstream: &Arc<UpstreamHandle>) -> Value {
 }
 
 /// `GET /metrics`: Prometheus text exposition format 0.0.4.
-pub fn metrics(table: &RuntimeTable) -> Response<ProxyBody> {
+pub fn metrics(control: &Control, table: &RuntimeTable) -> Response<ProxyBody> {
     let mut out = String::new();
+    let (reloads_ok, reloads_error) = control.reload_counts();
+    let _ = writeln!(out, "# HELP {} Configuration reloads by result.", names::CONFIG_RELOADS_TOTAL);
+    let _ = writeln!(out, "# TYPE {} counter", names::CONFIG_RELOADS_TOTAL);
+    let _ = writeln!(out, "{}{{result=\"ok\"}} {reloads_ok}", names::CONFIG_RELOADS_TOTAL);
+    let _ = writeln!(out, "{}{{result=\"error\"}} {reloads_error}", names::CONFIG_RELOADS_TOTAL);
     let _ = writeln!(out, "# HELP {} Responses by domain, upstream and status class.", names::REQUESTS_TOTAL);
     let _ = writeln!(out, "# TYPE {} counter", names::REQUESTS_TOTAL);
     for domain in table.domains() {
@@ -89,8 +94,8 @@ pub fn metrics(table: &RuntimeTable) -> Response<ProxyBody> {
     }
     let gauges: [(&str, &str, &str, fn(&UpstreamHandle) -> f64); 5] = [
         (names::UPSTREAM_IN_FLIGHT, "gauge", "Requests in flight to the upstream.", |u| u.in_flight() as f64),
-        (names::UPSTREAM_EFFECTIVE_WEIGHT, "gauge", "Weight traffic follows now.", |u| f64::from(u.spec.weight)),
-        (names::UPSTREAM_TARGET_WEIGHT, "gauge", "Configured weight.", |u| f64::from(u.spec.weight)),
+        (names::UPSTREAM_EFFECTIVE_WEIGHT, "gauge", "Weight traffic follows now.", |u| u.effective_weight()),
+        (names::UPSTREAM_TARGET_WEIGHT, "gauge", "Configured weight.", |u| f64::from(u.target_weight())),
         (names::UPSTREAM_SERVING, "gauge", "1 when the upstream takes traffic.", |u| {
             f64::from(u8::from(u.state() == crate::upstream::UpstreamState::Serving))
         }),

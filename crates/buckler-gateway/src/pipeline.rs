@@ -90,7 +90,7 @@ async fn route_and_dispatch(
             return Ok(local::healthcheck(control, &table));
         }
         if path == paths.metrics {
-            return Ok(local::metrics(&table));
+            return Ok(local::metrics(control, &table));
         }
     }
 

@@ -12,8 +12,21 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::control::Control;
-use crate::pipeline::{self, ConnectionInfo};
+use std::future::Future;
+use std::pin::Pin;
+
+use buckler_upstream::ProxyBody;
+use http::{Request, Response};
+use hyper::body::Incoming;
+
+use crate::pipeline::ConnectionInfo;
+
+/// What a listener runs for every request.
+pub type Handler = Arc<
+    dyn Fn(ConnectionInfo, Request<Incoming>) -> Pin<Box<dyn Future<Output = Response<ProxyBody>> + Send>>
+        + Send
+        + Sync,
+>;
 
 /// HTTP/1 read buffer: a little above the 64 KiB header limit, so the gateway (not hyper)
 /// answers oversized header blocks with its own JSON 431 up to this size.
@@ -21,12 +34,7 @@ const H1_MAX_BUF: usize = 128 * 1024;
 
 /// Serves `listener` until `stop` turns true, then waits up to `grace` for open connections
 /// to finish their in-flight requests.
-pub async fn serve(
-    listener: TcpListener,
-    control: Arc<Control>,
-    mut stop: watch::Receiver<bool>,
-    grace: Duration,
-) {
+pub async fn serve(listener: TcpListener, handler: Handler, mut stop: watch::Receiver<bool>, grace: Duration) {
     let graceful = GracefulShutdown::new();
     let mut builder = ConnBuilder::new(TokioExecutor::new());
     builder
@@ -57,10 +65,10 @@ pub async fn serve(
             peer,
             scheme: "http",
         };
-        let control = control.clone();
+        let handler = handler.clone();
         let service = hyper::service::service_fn(move |request| {
-            let control = control.clone();
-            async move { Ok::<_, Infallible>(pipeline::handle(control, connection, request).await) }
+            let response = handler(connection, request);
+            async move { Ok::<_, Infallible>(response.await) }
         });
         let conn = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)

@@ -46,6 +46,8 @@ pub struct EndpointGroup {
 #[derive(Debug, Clone)]
 pub struct Candidate {
     pub upstream: Arc<UpstreamHandle>,
+    /// Effective weight in this table (fractional during a ramp, 0 while draining).
+    pub weight: f64,
     pub consumes: Vec<MediaType>,
     pub produces: Vec<MediaType>,
 }
@@ -59,11 +61,12 @@ impl Negotiable for Candidate {
     }
 }
 
-/// What a domain contributes to a table build.
+/// What a domain contributes to a table build: its upstreams with the effective weight each
+/// has in this table.
 #[derive(Debug)]
 pub struct DomainInput<'a> {
     pub settings: &'a DomainConfig,
-    pub upstreams: Vec<Arc<UpstreamHandle>>,
+    pub upstreams: Vec<(Arc<UpstreamHandle>, f64)>,
     pub local_stats: Arc<RequestStats>,
 }
 
@@ -78,7 +81,7 @@ impl RuntimeTable {
             let table = Arc::new(DomainTable {
                 settings: input.settings.clone(),
                 routes: build_routes(&input.upstreams),
-                upstreams: input.upstreams,
+                upstreams: input.upstreams.into_iter().map(|(u, _)| u).collect(),
                 local_stats: input.local_stats,
             });
             if table.settings.domain_name == "*" {
@@ -109,12 +112,19 @@ impl RuntimeTable {
     }
 }
 
-fn build_routes(upstreams: &[Arc<UpstreamHandle>]) -> RoutingTable<EndpointGroup> {
+fn build_routes(upstreams: &[(Arc<UpstreamHandle>, f64)]) -> RoutingTable<EndpointGroup> {
     // (canonical template, method) -> (template, candidates); Vec keeps build order stable.
     let mut index: HashMap<(String, http::Method), usize> = HashMap::new();
     let mut groups: Vec<(PathTemplate, http::Method, Vec<Candidate>)> = Vec::new();
-    for upstream in upstreams {
-        if upstream.state() != UpstreamState::Serving {
+    for (upstream, weight) in upstreams {
+        // Draining upstreams stay candidates at weight 0: they only get traffic when every
+        // other candidate of a group is at 0 too.
+        let routable = match upstream.state() {
+            UpstreamState::Serving => true,
+            UpstreamState::Draining => upstream.docs().is_some(),
+            UpstreamState::Fetching | UpstreamState::Failed => false,
+        };
+        if !routable {
             continue;
         }
         let Some(docs) = upstream.docs() else { continue };
@@ -127,6 +137,7 @@ fn build_routes(upstreams: &[Arc<UpstreamHandle>]) -> RoutingTable<EndpointGroup
             let candidates = &mut groups[slot].2;
             let candidate = Candidate {
                 upstream: upstream.clone(),
+                weight: *weight,
                 consumes: endpoint.consumes.clone(),
                 produces: endpoint.produces.clone(),
             };
@@ -143,10 +154,7 @@ fn build_routes(upstreams: &[Arc<UpstreamHandle>]) -> RoutingTable<EndpointGroup
     }
     let mut builder = RoutingTableBuilder::new();
     for (template, method, candidates) in groups {
-        let weights: Vec<f64> = candidates
-            .iter()
-            .map(|c| f64::from(c.upstream.spec.weight))
-            .collect();
+        let weights: Vec<f64> = candidates.iter().map(|c| c.weight).collect();
         builder.group_mut(template, method, || EndpointGroup {
             picker: WeightedPicker::new(&weights, 0),
             candidates,

@@ -2,7 +2,7 @@
 //! in-flight count and metrics. Handles are shared (`Arc`) by every table that routes to the
 //! upstream, so counters and pools survive table swaps.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwapOption;
@@ -86,6 +86,10 @@ pub struct UpstreamHandle {
     docs_error: Mutex<Option<String>>,
     in_flight: AtomicI64,
     docs_failures: AtomicU64,
+    /// The configured weight (changes with the upstream set; `spec.weight` is the first one).
+    target_weight: AtomicU32,
+    /// The weight of the last published table, as `f64` bits.
+    effective_weight: AtomicU64,
     pub stats: RequestStats,
 }
 
@@ -117,6 +121,8 @@ impl UpstreamHandle {
             docs_error: Mutex::new(None),
             in_flight: AtomicI64::new(0),
             docs_failures: AtomicU64::new(0),
+            target_weight: AtomicU32::new(spec.weight),
+            effective_weight: AtomicU64::new(f64::from(spec.weight).to_bits()),
             stats: RequestStats::default(),
         }
     }
@@ -181,6 +187,34 @@ impl UpstreamHandle {
     /// Marks the upstream as removed.
     pub fn start_draining(&self) {
         self.state.store(UpstreamState::Draining as u8, Ordering::Release);
+    }
+
+    /// Brings a draining upstream back (it was re-added before it was dropped).
+    pub fn revive(&self) {
+        let state = if self.docs.load().is_some() {
+            UpstreamState::Serving
+        } else {
+            UpstreamState::Fetching
+        };
+        self.state.store(state as u8, Ordering::Release);
+    }
+
+    /// The configured (target) weight.
+    pub fn target_weight(&self) -> u32 {
+        self.target_weight.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_target_weight(&self, weight: u32) {
+        self.target_weight.store(weight, Ordering::Relaxed);
+    }
+
+    /// The weight the current table gives this upstream.
+    pub fn effective_weight(&self) -> f64 {
+        f64::from_bits(self.effective_weight.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn set_effective_weight(&self, weight: f64) {
+        self.effective_weight.store(weight.to_bits(), Ordering::Relaxed);
     }
 
     /// Counts a request in flight until the returned guard is dropped.

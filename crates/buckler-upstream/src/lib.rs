@@ -1,11 +1,17 @@
 //! Calls out to upstreams: one pooled HTTP/1.1 + HTTP/2 client (plain and TLS) shared by every
-//! HTTP upstream, and fetching of their API documents with a deadline and a size cap.
+//! HTTP upstream, fetching of their API documents with a deadline and a size cap, and Lambda
+//! invocation through `aws-sdk-lambda` with the JSON envelope.
 //! This is the only crate that opens outbound connections.
 
 mod body;
 mod client;
 mod fetch;
+mod lambda;
 
 pub use body::{empty_body, full_body, BoxError, ProxyBody};
 pub use client::{HttpUpstreamClient, UpstreamError};
 pub use fetch::FetchError;
+pub use lambda::{
+    with_timeout, EnvelopeError, InvokeFailure, LambdaInvoker, LambdaTarget, RequestEnvelope, ResponseEnvelope,
+    MAX_PAYLOAD_BYTES,
+};

@@ -114,7 +114,7 @@ async fn serve(config: buckler_config::Config) -> ExitCode {
     // Machine-readable line for scripts and tests that start buckler on port 0.
     let addrs: Vec<String> = gateway.addrs().iter().map(|a| a.to_string()).collect();
     println!("buckler listening on {}", addrs.join(" "));
-    if let Err(error) = wait_for_stop().await {
+    if let Err(error) = wait_for_stop(gateway.control()).await {
         eprintln!("buckler: cannot install signal handlers: {error}");
         return ExitCode::FAILURE;
     }
@@ -124,8 +124,9 @@ async fn serve(config: buckler_config::Config) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Waits for SIGTERM or SIGINT; SIGHUP reloads the configuration file on the way.
 #[cfg(unix)]
-async fn wait_for_stop() -> std::io::Result<()> {
+async fn wait_for_stop(control: &std::sync::Arc<buckler_gateway::Control>) -> std::io::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
@@ -135,13 +136,15 @@ async fn wait_for_stop() -> std::io::Result<()> {
             _ = terminate.recv() => return Ok(()),
             _ = interrupt.recv() => return Ok(()),
             _ = hangup.recv() => {
-                tracing::warn!("SIGHUP received: configuration reload is not implemented in this build; ignoring");
+                tracing::info!("SIGHUP: reloading the configuration file");
+                // Outcome (and every error with its position) is logged by the reload itself.
+                let _ = control.reload();
             }
         }
     }
 }
 
 #[cfg(not(unix))]
-async fn wait_for_stop() -> std::io::Result<()> {
+async fn wait_for_stop(_control: &std::sync::Arc<buckler_gateway::Control>) -> std::io::Result<()> {
     tokio::signal::ctrl_c().await
 }
