@@ -1,0 +1,408 @@
+//! Path templates: parsing, the canonical form, matching, and the specificity order.
+//!
+//! Grammar (after one leading and one trailing `/` are removed): `/` is a slash; `{name: regex}`
+//! a regex piece (one segment at most, anchored); `{+name}` the rest of the path (may span
+//! slashes, may be empty); `{.name}` an optional `.ext`; `{name}` (and the RFC 6570 prefixes
+//! `?#/;&`) a non-empty piece of one segment; anything else is static text. Variable names are
+//! dropped: `/u/{id}` and `/u/{uid}` are the same template.
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+
+use regex::Regex;
+
+/// Longest template accepted.
+const MAX_TEMPLATE_LEN: usize = 2048;
+/// Most tokens in one template.
+const MAX_TOKENS: usize = 256;
+/// Compiled size limit for one regex piece: hostile documents get an error, not a huge automaton.
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+/// One token of a template.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Segment {
+    /// `/`.
+    Slash,
+    /// Literal text (case-sensitive).
+    Static(Box<str>),
+    /// `{.name}`: an optional `.ext` without slash.
+    Extension,
+    /// `{name}`: one non-empty piece of a segment.
+    Variable,
+    /// `{name: regex}`: the regex source, trimmed.
+    Regex(Box<str>),
+    /// `{+name}`: the rest of the path, slashes included, possibly empty.
+    Rest,
+}
+
+impl Segment {
+    /// Lower is more specific: slash < static < extension < variable < regex < rest.
+    fn priority(&self) -> u8 {
+        match self {
+            Segment::Slash => 0,
+            Segment::Static(_) => 1,
+            Segment::Extension => 2,
+            Segment::Variable => 3,
+            Segment::Regex(_) => 4,
+            Segment::Rest => 5,
+        }
+    }
+
+    fn render(&self, out: &mut String) {
+        match self {
+            Segment::Slash => out.push('/'),
+            Segment::Static(text) => out.push_str(text),
+            Segment::Extension => out.push_str("{.}"),
+            Segment::Variable => out.push_str("{}"),
+            Segment::Regex(source) => {
+                out.push_str("{:");
+                out.push_str(source);
+                out.push('}');
+            }
+            Segment::Rest => out.push_str("{+}"),
+        }
+    }
+
+    /// The regex fragment matching this token inside a path (for compound segments).
+    fn pattern(&self) -> String {
+        match self {
+            Segment::Slash => "/".to_owned(),
+            Segment::Static(text) => regex::escape(text),
+            Segment::Extension => r"(?:\.[^/]*)?".to_owned(),
+            Segment::Variable => "[^/]+".to_owned(),
+            Segment::Regex(source) => format!("(?:{source})"),
+            Segment::Rest => ".*".to_owned(),
+        }
+    }
+}
+
+/// Why a template was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("path template {template:?}: {problem}")]
+pub struct TemplateError {
+    pub template: String,
+    pub problem: String,
+}
+
+/// A parsed path template. Equality and hashing follow the canonical form; ordering is
+/// specificity (`a < b` means `a` is more specific).
+#[derive(Debug, Clone)]
+pub struct PathTemplate {
+    segments: Vec<Segment>,
+    canonical: String,
+    /// Anchored regex of the whole template, for [`PathTemplate::matches`] and compound cases.
+    full: Regex,
+}
+
+impl PathTemplate {
+    /// Parses a Swagger path key such as `/users/{id}`, `/files/{+path}`, `/v{ver: [0-9]+}/x`
+    /// or `/foo{.ext}`.
+    pub fn parse(template: &str) -> Result<PathTemplate, TemplateError> {
+        let error = |problem: String| TemplateError {
+            template: template.to_owned(),
+            problem,
+        };
+        if template.len() > MAX_TEMPLATE_LEN {
+            return Err(error(format!("longer than {MAX_TEMPLATE_LEN} characters")));
+        }
+        let body = template.strip_prefix('/').unwrap_or(template);
+        let body = body.strip_suffix('/').unwrap_or(body);
+        let segments = tokenize(body).map_err(error)?;
+        if segments.len() > MAX_TOKENS {
+            return Err(error(format!("more than {MAX_TOKENS} segments")));
+        }
+        for segment in &segments {
+            if let Segment::Regex(source) = segment {
+                compile(&format!("^(?:{source})$")).map_err(|e| error(format!("invalid regex {source:?}: {e}")))?;
+            }
+        }
+        let mut canonical = String::from("/");
+        for segment in &segments {
+            segment.render(&mut canonical);
+        }
+        let mut pattern = String::from("^");
+        for segment in &segments {
+            pattern.push_str(&segment.pattern());
+        }
+        pattern.push('$');
+        let full = compile(&pattern).map_err(|e| error(format!("cannot compile: {e}")))?;
+        Ok(PathTemplate {
+            segments,
+            canonical,
+            full,
+        })
+    }
+
+    /// The tokens.
+    pub fn segments(&self) -> &[Segment] {
+        &self.segments
+    }
+
+    /// Canonical rendering with variable names dropped: `/users/{}`, `/files/{+}`,
+    /// `/v{:[0-9]+}/x`, `/foo{.}`; the empty template renders as `/`.
+    pub fn canonical(&self) -> &str {
+        &self.canonical
+    }
+
+    pub(crate) fn full_regex(&self) -> &Regex {
+        &self.full
+    }
+
+    /// The tokens grouped by path segment (split at `Slash`).
+    pub(crate) fn path_segments(&self) -> Vec<&[Segment]> {
+        if self.segments.is_empty() {
+            return Vec::new();
+        }
+        self.segments.split(|s| *s == Segment::Slash).collect()
+    }
+}
+
+/// Strips the query, the leading `/` and one trailing `/`: what templates are matched against.
+pub(crate) fn normalize_path(path: &str) -> &str {
+    let path = path.split_once('?').map_or(path, |(p, _)| p);
+    let path = path.strip_prefix('/').unwrap_or(path);
+    path.strip_suffix('/').unwrap_or(path)
+}
+
+pub(crate) fn compile(pattern: &str) -> Result<Regex, regex::Error> {
+    regex::RegexBuilder::new(pattern)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .dfa_size_limit(REGEX_SIZE_LIMIT)
+        .build()
+}
+
+/// Builds the anchored regex for one compound path segment.
+pub(crate) fn segment_regex(tokens: &[Segment]) -> Result<Regex, regex::Error> {
+    let mut pattern = String::from("^");
+    for token in tokens {
+        pattern.push_str(&token.pattern());
+    }
+    pattern.push('$');
+    compile(&pattern)
+}
+
+fn tokenize(body: &str) -> Result<Vec<Segment>, String> {
+    let mut segments = Vec::new();
+    let mut rest = body;
+    while !rest.is_empty() {
+        if let Some(after) = rest.strip_prefix('/') {
+            segments.push(Segment::Slash);
+            rest = after;
+        } else if rest.starts_with('{') {
+            let (token, after) = variable(rest)?;
+            segments.push(token);
+            rest = after;
+        } else if rest.starts_with('}') {
+            return Err("unbalanced `}`".to_owned());
+        } else {
+            let end = rest.find(['/', '{', '}']).unwrap_or(rest.len());
+            segments.push(Segment::Static(rest[..end].into()));
+            rest = &rest[end..];
+        }
+    }
+    Ok(segments)
+}
+
+/// Parses one `{...}` at the start of `input`; returns the token and what follows it.
+fn variable(input: &str) -> Result<(Segment, &str), String> {
+    let inner_start = 1;
+    let bytes = input.as_bytes();
+    // Find the closing brace: backslash escapes, nested braces (as in `{2,3}`) balanced.
+    let mut depth = 0usize;
+    let mut i = inner_start;
+    let mut close = None;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 1,
+            b'{' => depth += 1,
+            b'}' if depth == 0 => {
+                close = Some(i);
+                break;
+            }
+            b'}' => depth -= 1,
+            _ => {}
+        }
+        i += 1;
+    }
+    let close = close.ok_or_else(|| "unbalanced `{`".to_owned())?;
+    let inner = &input[inner_start..close];
+    let after = &input[close + 1..];
+    let (prefix, name_and_rest) = match inner.chars().next() {
+        Some(c @ ('+' | '.' | '?' | '#' | '/' | ';' | '&')) => (Some(c), &inner[1..]),
+        _ => (None, inner),
+    };
+    let (name, regex) = match name_and_rest.split_once(':') {
+        Some((name, regex)) => (name.trim(), Some(regex.trim())),
+        None => (name_and_rest.trim(), None),
+    };
+    if name.is_empty() {
+        return Err(format!("empty variable name in `{{{inner}}}`"));
+    }
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        return Err(format!("invalid variable name {name:?}"));
+    }
+    let token = match (prefix, regex) {
+        (None, Some("")) => return Err(format!("empty regex for variable {name:?}")),
+        (None, Some(regex)) => Segment::Regex(regex.into()),
+        (Some(_), Some(_)) => return Err(format!("a regex is only allowed on plain variables (`{{{inner}}}`)")),
+        (Some('+'), None) => Segment::Rest,
+        (Some('.'), None) => Segment::Extension,
+        (_, None) => Segment::Variable,
+    };
+    Ok((token, after))
+}
+
+impl PartialEq for PathTemplate {
+    fn eq(&self, other: &Self) -> bool {
+        self.canonical == other.canonical
+    }
+}
+
+impl Eq for PathTemplate {}
+
+impl Hash for PathTemplate {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.canonical.hash(state);
+    }
+}
+
+impl PartialOrd for PathTemplate {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for PathTemplate {
+    /// Specificity: token by token, the first differing priority decides; when one runs out
+    /// while all overlapping tokens tie, the longer is more specific; then canonical text.
+    fn cmp(&self, other: &Self) -> Ordering {
+        for (a, b) in self.segments.iter().zip(&other.segments) {
+            match a.priority().cmp(&b.priority()) {
+                Ordering::Equal => {}
+                decided => return decided,
+            }
+        }
+        other
+            .segments
+            .len()
+            .cmp(&self.segments.len())
+            .then_with(|| self.canonical.cmp(&other.canonical))
+    }
+}
+
+impl fmt::Display for PathTemplate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.canonical)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> PathTemplate {
+        PathTemplate::parse(s).unwrap()
+    }
+
+    fn segs(s: &str) -> Vec<Segment> {
+        t(s).segments().to_vec()
+    }
+
+    #[test]
+    fn grammar_follows_shields_cases() {
+        assert!(segs("").is_empty());
+        assert!(segs("/").is_empty());
+        assert_eq!(segs("/foo"), vec![Segment::Static("foo".into())]);
+        assert_eq!(
+            segs("/foo/bar"),
+            vec![Segment::Static("foo".into()), Segment::Slash, Segment::Static("bar".into())]
+        );
+        assert_eq!(
+            segs("/foo/{bar}"),
+            vec![Segment::Static("foo".into()), Segment::Slash, Segment::Variable]
+        );
+        assert_eq!(segs("/foo/{+bar}")[2], Segment::Rest);
+        assert_eq!(segs("/foo{.media}"), vec![Segment::Static("foo".into()), Segment::Extension]);
+        assert_eq!(segs("/x/{id: [0-9]{2,3} }")[2], Segment::Regex("[0-9]{2,3}".into()));
+        assert_eq!(segs("/{?q}/{;m}"), vec![Segment::Variable, Segment::Slash, Segment::Variable]);
+    }
+
+    #[test]
+    fn bad_templates_are_rejected_with_the_reason() {
+        for (bad, needle) in [
+            ("/a/{id", "unbalanced `{`"),
+            ("/a/id}", "unbalanced `}`"),
+            ("/a/{}", "empty variable name"),
+            ("/a/{ }", "empty variable name"),
+            ("/a/{na me}", "invalid variable name"),
+            ("/x/{id: [0-9+}", "invalid regex"),
+            ("/x/{id: }", "empty regex"),
+        ] {
+            let error = PathTemplate::parse(bad).unwrap_err();
+            assert!(error.to_string().contains(needle), "{bad}: {error}");
+            assert!(error.to_string().contains(bad), "{bad}: {error}");
+        }
+        assert!(PathTemplate::parse(&"/a".repeat(2000)).is_err());
+        assert!(PathTemplate::parse("/x/{id: a{1000}{1000}}").is_err(), "regex size limit");
+    }
+
+    #[test]
+    fn canonical_form_drops_names() {
+        assert_eq!(t("/users/{id}").canonical(), "/users/{}");
+        assert_eq!(t("/users/{id}"), t("/users/{userId}/"));
+        assert_eq!(t("/files/{+path}").canonical(), "/files/{+}");
+        assert_eq!(t("/v{ver: [0-9]+}/x").canonical(), "/v{:[0-9]+}/x");
+        assert_eq!(t("/foo{.ext}").canonical(), "/foo{.}");
+        assert_eq!(t("").canonical(), "/");
+        assert_eq!(t(""), t("/"));
+        assert_ne!(t("/x/{a: [0-9]+}"), t("/x/{a: [a-z]+}"));
+    }
+
+    #[test]
+    fn matching_rules() {
+        assert!(t("/").matches("/"));
+        assert!(t("/").matches(""));
+        assert!(t("/users/{id}").matches("/users/7"));
+        assert!(t("/users/{id}").matches("/users/7/"));
+        assert!(!t("/users/{id}").matches("/users/"));
+        assert!(!t("/users/{id}").matches("/users/7/x"));
+        assert!(t("/files/{+p}").matches("/files/a/b/c"));
+        assert!(t("/files/{+p}").matches("/files/"));
+        assert!(t("/{+p}/meta").matches("/a/b/meta"));
+        assert!(t("/foo{.ext}").matches("/foo.json"));
+        assert!(t("/foo{.ext}").matches("/foo"));
+        assert!(!t("/foo{.ext}").matches("/foox"));
+        assert!(t("/x/{id: [0-9]+}").matches("/x/42"));
+        assert!(!t("/x/{id: [0-9]+}").matches("/x/4a"), "anchored");
+        assert!(!t("/x/{id: .*}").matches("/x/a/b"), "a regex piece stays in its segment");
+        assert!(t("/Users").matches("/Users?x=1"));
+        assert!(!t("/Users").matches("/users"), "case-sensitive");
+    }
+
+    fn assert_order(more: &str, less: &str) {
+        assert!(t(more) < t(less), "{more} should be more specific than {less}");
+        assert!(t(less) > t(more));
+    }
+
+    #[test]
+    fn specificity_follows_shields_cases() {
+        assert_order("/foo", "/{x}");
+        assert_order("/{x}", "/{+p}");
+        assert_order("/foo/{x}", "/{x}/bar");
+        assert_order("/foo/bar/fizz", "/foo/bar/{x}");
+        assert_order("/foo/bar/{x}", "/foo/{x}/fizz");
+        assert_order("/foo/{x}/fizz", "/foo/{x}/{x}");
+        assert_order("/foo/bar", "/foo");
+        assert_order("/foo", "/");
+        assert_order("/foo/{x}", "/foo");
+        assert_order("/foo/{a}/{b}/{c}/{d}", "/foo/{+p}");
+        assert_order("/foo/{+p}", "/{+p}");
+        assert_order("/{+p}/foo", "/{+p}/{x}");
+        assert_order("/{+p}/{x}", "/{+p}");
+        assert_order("/x/{x}", "/x/{a: [0-9]+}");
+        assert_order("/x/{a: [0-9]+}", "/x/{+r}");
+        assert_order("/foo{.e}", "/{x}");
+        assert_eq!(t("/").cmp(&t("")), Ordering::Equal);
+    }
+}
