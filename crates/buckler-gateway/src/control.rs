@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use buckler_balance::{RampSchedule, WeightRamp};
 use buckler_config::{Config, ConfigErrors, DomainConfig, UpstreamSpec, UpstreamWatcher};
-use buckler_upstream::HttpUpstreamClient;
+use buckler_upstream::{HttpUpstreamClient, LambdaInvoker};
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
@@ -57,6 +57,7 @@ pub struct Control {
     table: ArcSwap<RuntimeTable>,
     state: Mutex<ControlState>,
     client: HttpUpstreamClient,
+    lambda: LambdaInvoker,
     ready: AtomicBool,
     /// Origin of the ramp clock.
     origin: Instant,
@@ -108,6 +109,7 @@ impl Control {
             .iter()
             .map(|domain| initial_upstreams(domain, &config))
             .collect::<Result<_, _>>()?;
+        let config_lambda_endpoint = config.lambda.endpoint_url.clone();
         let control = Arc::new(Control {
             table: ArcSwap::from_pointee(RuntimeTable::build(Arc::new(config.clone()), 0, Vec::new())),
             state: Mutex::new(ControlState {
@@ -116,6 +118,7 @@ impl Control {
                 generation: 0,
             }),
             client,
+            lambda: LambdaInvoker::new(config_lambda_endpoint),
             ready: AtomicBool::new(false),
             origin: Instant::now(),
             ramps_changed: Arc::new(Notify::new()),
@@ -143,6 +146,11 @@ impl Control {
     /// The shared upstream client.
     pub fn client(&self) -> &HttpUpstreamClient {
         &self.client
+    }
+
+    /// The shared Lambda invoker (one SDK client per region).
+    pub fn lambda(&self) -> &LambdaInvoker {
+        &self.lambda
     }
 
     /// Time on the ramp clock.

@@ -23,11 +23,20 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Fetches and parses the docs of `upstream`.
 pub async fn load_docs(
+    control: &Control,
     client: &HttpUpstreamClient,
     upstream: &UpstreamHandle,
     paths: &Paths,
 ) -> Result<UpstreamDocs, String> {
     let limits = Limits::default();
+    if let Some(target) = &upstream.lambda_target {
+        let bytes = crate::lambda::fetch_document(control, target, &paths.swagger2, FETCH_TIMEOUT).await?;
+        if bytes.len() > limits.max_bytes {
+            return Err(format!("document larger than {} bytes", limits.max_bytes));
+        }
+        let model = buckler_docs::parse_swagger2(&bytes, &limits).map_err(|e| e.to_string())?;
+        return routable(&model, fingerprint(&[&bytes]));
+    }
     let Some(base) = &upstream.http_base else {
         return Err(format!(
             "{} upstreams are not supported by this build yet",
@@ -68,9 +77,7 @@ pub async fn load_docs(
             parts.extend(declarations.iter().map(|d| d.as_slice()));
             (model, fingerprint(&parts))
         }
-        ServiceType::Lambda => {
-            return Err("lambda upstreams are not supported by this build yet".to_owned())
-        }
+        ServiceType::Lambda => return Err("a lambda upstream needs a function ARN or name".to_owned()),
     };
     routable(&model, fingerprint)
 }
@@ -118,7 +125,10 @@ pub async fn run(
 ) {
     let mut backoff = FIRST_BACKOFF;
     loop {
-        let delay = match load_docs(&client, &upstream, &paths).await {
+        let Some(strong) = control.upgrade() else { return };
+        let loaded = load_docs(&strong, &client, &upstream, &paths).await;
+        drop(strong);
+        let delay = match loaded {
             Ok(docs) => {
                 backoff = FIRST_BACKOFF;
                 let changed = upstream

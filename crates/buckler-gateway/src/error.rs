@@ -33,6 +33,14 @@ pub enum GatewayError {
     BodyTooLarge { limit: u64 },
     #[error("malformed request: {reason}")]
     MalformedRequest { reason: &'static str },
+    #[error("the Lambda function failed: {detail}")]
+    LambdaFunctionError { detail: String },
+    #[error("{cause}")]
+    LambdaBadResponse { cause: String },
+    #[error("Lambda throttled the invocation")]
+    LambdaThrottled { retry_after_seconds: Option<u64> },
+    #[error("the Lambda invocation failed: {cause}")]
+    LambdaInvokeFailed { cause: String },
     #[error("a bearer token is required")]
     MissingCredential,
     #[error("the bearer token is not valid")]
@@ -54,7 +62,12 @@ impl GatewayError {
             GatewayError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             GatewayError::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
             GatewayError::NoHealthyUpstream => StatusCode::SERVICE_UNAVAILABLE,
-            GatewayError::UpstreamConnect | GatewayError::UpstreamReset => StatusCode::BAD_GATEWAY,
+            GatewayError::UpstreamConnect
+            | GatewayError::UpstreamReset
+            | GatewayError::LambdaFunctionError { .. }
+            | GatewayError::LambdaBadResponse { .. }
+            | GatewayError::LambdaInvokeFailed { .. } => StatusCode::BAD_GATEWAY,
+            GatewayError::LambdaThrottled { .. } => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             GatewayError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -80,6 +93,14 @@ impl GatewayError {
         if let GatewayError::MethodNotAllowed { allow, .. } = &self {
             if let Ok(value) = HeaderValue::from_str(allow) {
                 headers.insert(header::ALLOW, value);
+            }
+        }
+        if let GatewayError::LambdaThrottled {
+            retry_after_seconds: Some(seconds),
+        } = &self
+        {
+            if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+                headers.insert(header::RETRY_AFTER, value);
             }
         }
         if let GatewayError::MissingCredential = &self {
@@ -117,6 +138,10 @@ mod tests {
             (GatewayError::HeadersTooLarge { limit: 65536 }, 431),
             (GatewayError::BodyTooLarge { limit: 10 }, 413),
             (GatewayError::MalformedRequest { reason: "bad" }, 400),
+            (GatewayError::LambdaFunctionError { detail: "boom".into() }, 502),
+            (GatewayError::LambdaBadResponse { cause: "bad base64".into() }, 502),
+            (GatewayError::LambdaThrottled { retry_after_seconds: Some(3) }, 503),
+            (GatewayError::LambdaInvokeFailed { cause: "no such function".into() }, 502),
             (GatewayError::MissingCredential, 401),
             (GatewayError::WrongCredential, 403),
             (GatewayError::InvalidInput { message: "bad list".into(), errors: vec!["x".into()] }, 400),
@@ -132,6 +157,12 @@ mod tests {
             assert_eq!(body["status"], status);
             assert_eq!(body["error"], message);
         }
+    }
+
+    #[test]
+    fn throttle_carries_retry_after() {
+        let response = GatewayError::LambdaThrottled { retry_after_seconds: Some(3) }.into_response();
+        assert_eq!(response.headers()[header::RETRY_AFTER], "3");
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod control;
 mod docs_loader;
 mod error;
 mod headers;
+mod lambda;
 mod local;
 mod metrics;
 pub mod names;

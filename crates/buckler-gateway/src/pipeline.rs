@@ -111,11 +111,11 @@ async fn route_and_dispatch(
 
     let group = match domain.routes.lookup(request.method(), &path) {
         RouteMatch::Matched { group, .. } => group,
-        RouteMatch::Options { allow } => return Ok(options_response(allow)),
+        RouteMatch::Options { allow } => return Ok(options_response(&allow)),
         RouteMatch::MethodNotAllowed { allow } => {
             return Err(fail(GatewayError::MethodNotAllowed {
                 method: request.method().to_string(),
-                allow: allow.to_owned(),
+                allow,
             }))
         }
         RouteMatch::NotFound => return Err(fail(GatewayError::NoRoute { path })),
@@ -181,7 +181,7 @@ async fn route_and_dispatch(
     };
     let body: ProxyBody = if has_body {
         Limited::new(body, usize::try_from(max_body).unwrap_or(usize::MAX))
-            .map_err(BoxError::from)
+            .map_err(|error| -> BoxError { error })
             .boxed()
     } else {
         empty_body()
@@ -193,10 +193,10 @@ async fn route_and_dispatch(
 }
 
 /// Everything of the outbound request but its body and upstream.
-struct Outbound {
-    method: Method,
-    path_and_query: String,
-    headers: http::HeaderMap,
+pub(crate) struct Outbound {
+    pub(crate) method: Method,
+    pub(crate) path_and_query: String,
+    pub(crate) headers: http::HeaderMap,
 }
 
 impl Outbound {
@@ -276,6 +276,15 @@ async fn send_to(
     started: Instant,
 ) -> Result<Response<ProxyBody>, SendFailure> {
     let upstream = &group.candidates[index].upstream;
+    if let Some(target) = &upstream.lambda_target {
+        let result = crate::lambda::invoke(control, domain, upstream, target, outbound, body).await;
+        let status = match &result {
+            Ok(response) => response.status().as_u16(),
+            Err(error) => error.status().as_u16(),
+        };
+        upstream.stats.record(status, started.elapsed());
+        return result.map_err(SendFailure::Other);
+    }
     let request = outbound
         .to_request(upstream, body)
         .ok_or(SendFailure::Other(GatewayError::NoHealthyUpstream))?;
@@ -436,7 +445,7 @@ impl Body for GuardedBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         Pin::new(&mut self.inner)
             .poll_frame(cx)
-            .map_err(BoxError::from)
+            .map_err(|error| -> BoxError { Box::new(error) })
     }
 
     fn is_end_stream(&self) -> bool {

@@ -36,6 +36,10 @@ const H1_MAX_BUF: usize = 128 * 1024;
 /// to finish their in-flight requests.
 pub async fn serve(listener: TcpListener, handler: Handler, mut stop: watch::Receiver<bool>, grace: Duration) {
     let graceful = GracefulShutdown::new();
+    let stopped = async move {
+        let _ = stop.wait_for(|stopped| *stopped).await.is_ok();
+    };
+    tokio::pin!(stopped);
     let mut builder = ConnBuilder::new(TokioExecutor::new());
     builder
         .http1()
@@ -58,7 +62,7 @@ pub async fn serve(listener: TcpListener, handler: Handler, mut stop: watch::Rec
                     continue;
                 }
             },
-            _ = stop.wait_for(|stopped| *stopped) => break,
+            _ = &mut stopped => break,
         };
         let _ = stream.set_nodelay(true);
         let connection = ConnectionInfo {

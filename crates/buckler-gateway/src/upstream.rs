@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwapOption;
 use buckler_config::{ServiceLocation, UpstreamSpec};
 use buckler_route::{MediaType, PathTemplate};
+use buckler_upstream::LambdaTarget;
 use http::uri::{Authority, Scheme};
 
 use crate::metrics::RequestStats;
@@ -80,6 +81,8 @@ pub struct UpstreamHandle {
     pub domain: String,
     /// `None` for upstreams that are not reached over HTTP.
     pub http_base: Option<HttpBase>,
+    /// `Some` for Lambda upstreams.
+    pub lambda_target: Option<LambdaTarget>,
     state: AtomicU8,
     served_once: AtomicBool,
     docs: ArcSwapOption<UpstreamDocs>,
@@ -111,18 +114,28 @@ impl UpstreamHandle {
             }
             ServiceLocation::Lambda(_) => None,
         };
+        let lambda_target = match &spec.location {
+            ServiceLocation::Lambda(location) => Some(LambdaTarget {
+                function_name: location.function_name.clone(),
+                qualifier: location.qualifier.clone(),
+                region: location.region.clone(),
+            }),
+            ServiceLocation::Http(_) => None,
+        };
+        let weight = spec.weight;
         UpstreamHandle {
             spec,
             domain: domain.to_owned(),
             http_base,
+            lambda_target,
             state: AtomicU8::new(UpstreamState::Fetching as u8),
             served_once: AtomicBool::new(false),
             docs: ArcSwapOption::empty(),
             docs_error: Mutex::new(None),
             in_flight: AtomicI64::new(0),
             docs_failures: AtomicU64::new(0),
-            target_weight: AtomicU32::new(spec.weight),
-            effective_weight: AtomicU64::new(f64::from(spec.weight).to_bits()),
+            target_weight: AtomicU32::new(weight),
+            effective_weight: AtomicU64::new(f64::from(weight).to_bits()),
             stats: RequestStats::default(),
         }
     }
