@@ -176,15 +176,28 @@ async fn oversized_bodies_are_413() {
 }
 
 #[tokio::test]
-async fn ambiguous_framing_is_400() {
+async fn malformed_framing_is_400_and_never_smuggles() {
     let (upstream, gw) = one_upstream("").await;
-    let reply = raw_exchange(
-        gw.addr,
-        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\n",
-    )
-    .await;
+    // Transfer-Encoding whose final coding is not chunked: no way to find the body's end.
+    let reply = raw_exchange(gw.addr, b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\nabcd").await;
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    // Two different Content-Lengths.
+    let reply = raw_exchange(gw.addr, b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcd").await;
     assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
     assert_eq!(upstream.request_count(), 0);
+
+    // Content-Length and Transfer-Encoding together: the body is read as chunked (RFC 9112
+    // §6.3), the connection is closed after the response, and the bytes a smuggler hid
+    // behind the length never become a second request.
+    let reply = raw_exchange(
+        gw.addr,
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert_eq!(reply.matches("HTTP/1.1 ").count(), 1, "one response only: {reply}");
+    assert!(reply.contains("\"body_len\":4"), "{reply}");
+    assert_eq!(upstream.request_count(), 1, "the hidden request never reached the upstream");
 }
 
 #[tokio::test]

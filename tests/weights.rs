@@ -233,7 +233,7 @@ async fn invalid_put_changes_nothing_and_token_is_required() {
     let listing = gw.admin(Method::GET, "/admin/domains/*/upstreams", Some("s3cret"), None).await.json();
     assert_eq!(listing.as_array().unwrap().len(), 2);
     let counts = count_batch(&gw, 400).await;
-    assert_eq!(counts["blue"], 300, "3:1 untouched");
+    assert!((296..=304).contains(&counts["blue"]), "3:1 untouched: {counts:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -258,7 +258,9 @@ async fn watched_file_applies_edits_and_ignores_invalid_ones() {
     let temp = dir.join(".upstreams.json.swp");
     std::fs::write(&temp, upstreams_json(&[(&blue.url(), 1), (&green.url(), 1)])).unwrap();
     std::fs::rename(&temp, &upstreams).unwrap();
-    assert_eventually!(count_batch(&gw, 20).await.get("green").copied().unwrap_or(0) == 10, "green joins 1:1");
+    assert_eventually!(count_batch(&gw, 20).await.get("green").is_some(), "green joins");
+    let joined = count_batch(&gw, 200).await;
+    assert!((98..=102).contains(&joined["green"]), "1:1 {joined:?}");
 
     // Invalid edit: nothing changes, the error is counted.
     std::fs::write(&upstreams, r#"[{"serviceType": "swagger2", "serviceLocation": "ftp://bad"}]"#).unwrap();
@@ -266,7 +268,10 @@ async fn watched_file_applies_edits_and_ignores_invalid_ones() {
         String::from_utf8_lossy(&gw.get("/metrics").await.body).contains("buckler_config_reloads_total{result=\"error\"} 1"),
         "error counted"
     );
-    assert_eq!(count_batch(&gw, 20).await["green"], 10, "previous set kept");
+    let kept = count_batch(&gw, 200).await;
+    assert!((98..=102).contains(&kept["green"]), "previous set kept: {kept:?}");
+    let listing = gw.admin(Method::GET, "/admin/domains/*/upstreams", None, None).await.json();
+    assert_eq!(listing.as_array().unwrap().len(), 2);
 
     // The admin API writes through to the file.
     let put = gw
