@@ -1,6 +1,7 @@
 //! `cargo run --release --example quickstart`: starts two demo Swagger 2 services (blue v1 and
-//! green v2) on loopback and Buckler in front of them from `gateway-config/quickstart.json5`,
-//! then prints commands to try. `-- --smoke` checks the whole setup and exits (used by CI).
+//! green v2) and a Lambda function behind a local Invoke API on loopback, then Buckler in
+//! front of them from `gateway-config/quickstart.json5`, and prints commands to try —
+//! including a live weight ramp. `-- --smoke` checks the whole setup and exits (used by CI).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -8,15 +9,20 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use base64::Engine;
 use buckler_gateway::RunningGateway;
-use buckler_testkit::{FakeUpstream, Swagger2Doc};
+use buckler_testkit::{FakeLambda, FakeUpstream, LambdaReply, Swagger2Doc};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::Client;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 
-fn demo_doc(title: &str, version: &str) -> String {
-    Swagger2Doc::new(title, version)
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+fn demo_doc(version: &str) -> String {
+    Swagger2Doc::new("demo", version)
         .produces_json()
         .op("get", "/hello")
         .op("get", "/users/{id}")
@@ -24,108 +30,174 @@ fn demo_doc(title: &str, version: &str) -> String {
         .to_json()
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn lambda_doc() -> String {
+    Swagger2Doc::new("echo-function", "1").op("get", "/lambda/echo").to_json()
+}
+
+fn main() -> ExitCode {
+    // The standard AWS credential chain must find something to sign with; the local Invoke
+    // API only checks that requests are signed. Set before any thread starts.
+    if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+        std::env::set_var("AWS_ACCESS_KEY_ID", "quickstart");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "quickstart");
+    }
     let smoke = std::env::args().any(|a| a == "--smoke");
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime.block_on(run(smoke)),
+        Err(error) => {
+            eprintln!("quickstart: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(smoke: bool) -> ExitCode {
+    match quickstart(smoke).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("quickstart: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn quickstart(smoke: bool) -> Result<(), String> {
     let config_path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../gateway-config/quickstart.json5");
-    let mut config = match buckler_config::load(&config_path) {
-        Ok(config) => config,
-        Err(errors) => {
-            eprintln!("quickstart: {errors}");
-            return ExitCode::FAILURE;
-        }
+    let mut config = buckler_config::load(&config_path).map_err(|e| e.to_string())?;
+    // In smoke mode (CI) every port is picked free, so nothing else on the machine interferes.
+    let port = |fixed: u16| if smoke { 0 } else { fixed };
+    let addr = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+
+    let blue = FakeUpstream::builder("blue-v1").bind(addr(port(9001))).doc(demo_doc("1.0.0")).try_start().await;
+    let green = FakeUpstream::builder("green-v2").bind(addr(port(9002))).doc(demo_doc("2.0.0")).try_start().await;
+    let lambda = FakeLambda::start_on(addr(port(9003))).await;
+    let (Ok(blue), Ok(green), Ok(lambda)) = (blue, green, lambda) else {
+        return Err("ports 8080, 9001, 9002, 9003 and 9901 must be free for the demo".to_owned());
     };
+    lambda.function("echo", |call| {
+        let envelope = call.json();
+        if envelope["uri"] == "/spec" {
+            return LambdaReply::json(serde_json::json!({"status": 200, "body": B64.encode(lambda_doc())}));
+        }
+        let body = serde_json::json!({"answered-by": "lambda", "envelope": envelope});
+        LambdaReply::json(serde_json::json!({
+            "status": 200,
+            "headers": [["content-type", "application/json"], ["x-upstream", "lambda"]],
+            "body": B64.encode(body.to_string()),
+        }))
+    });
     if smoke {
-        // CI machines may have the demo ports taken: listen on a free port instead.
-        config.listen = vec![SocketAddr::from(([127, 0, 0, 1], 0))];
+        config.listen = vec![addr(0)];
+        if let Some(admin) = &mut config.admin {
+            admin.listen = addr(0);
+        }
+        config.lambda.endpoint_url = Some(lambda.endpoint());
+        let rewritten = serde_json::json!([
+            {"serviceType": "swagger2", "serviceLocation": blue.url(), "weight": 3},
+            {"serviceType": "swagger2", "serviceLocation": green.url(), "weight": 1},
+            {"serviceType": "lambda", "serviceLocation": "arn:aws:lambda:us-east-1:000000000000:function:echo"},
+        ]);
+        let specs = buckler_config::parse_upstreams(&rewritten.to_string(), "smoke", &config.lambda).map_err(|e| e.to_string())?;
+        config.domains[0].upstream_watcher = buckler_config::UpstreamWatcher::Static { upstreams: specs };
     }
 
-    let blue = FakeUpstream::builder("blue-v1")
-        .bind(SocketAddr::from(([127, 0, 0, 1], 9001)))
-        .doc(demo_doc("demo", "1.0.0"))
-        .try_start()
-        .await;
-    let green = FakeUpstream::builder("green-v2")
-        .bind(SocketAddr::from(([127, 0, 0, 1], 9002)))
-        .doc(demo_doc("demo", "2.0.0"))
-        .try_start()
-        .await;
-    let (Ok(_blue), Ok(_green)) = (blue, green) else {
-        eprintln!("quickstart: ports 9001 and 9002 must be free for the demo upstreams");
-        return ExitCode::FAILURE;
-    };
+    let gateway = RunningGateway::start(config).await.map_err(|e| e.to_string())?;
+    let base = format!("http://{}", gateway.addrs()[0]);
+    let admin = format!("http://{}", gateway.admin_addr().ok_or("no admin listener")?);
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    println!("Buckler is listening on {base} (admin API on {admin}).");
+    println!("Demo upstreams: blue v1 (weight 3) at {}, green v2 (weight 1) at {}, Lambda `echo` via {}.", blue.url(), green.url(), lambda.endpoint());
 
-    let gateway = match RunningGateway::start(config).await {
-        Ok(gateway) => gateway,
-        Err(error) => {
-            eprintln!("quickstart: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let addr = gateway.addrs()[0];
-    let base = format!("http://{addr}");
-    println!("Buckler is listening on {base}; demo upstreams: blue v1 on :9001 (weight 3), green v2 on :9002 (weight 1).");
+    wait_ready(&client, &base).await?;
+    println!("Every upstream's Swagger doc is loaded (the Lambda's by invoking it).\n");
 
-    if let Err(error) = wait_ready(&base).await {
-        eprintln!("quickstart: {error}");
-        return ExitCode::FAILURE;
-    }
-    println!("Both upstreams' Swagger docs are loaded.\n");
+    let split = measure_split(&client, &base, 400).await?;
+    println!("400 requests to /hello went: {split:?} (weights 3:1)");
+    let (status, body) = call(&client, "GET", &format!("{base}/lambda/echo?from=quickstart"), None).await?;
+    println!("GET /lambda/echo -> {status}: {}\n", String::from_utf8_lossy(&body).chars().take(160).collect::<String>());
 
-    let split = match measure_split(&base, 400).await {
-        Ok(split) => split,
-        Err(error) => {
-            eprintln!("quickstart: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    println!("400 requests to /hello went: {split:?} (weights 3:1)\n");
+    let ramp_body = format!(
+        r#"[{{"serviceType":"swagger2","serviceLocation":"{}","weight":0}},{{"serviceType":"swagger2","serviceLocation":"{}","weight":100}},{{"serviceType":"lambda","serviceLocation":"arn:aws:lambda:us-east-1:000000000000:function:echo"}}]"#,
+        blue.url(),
+        green.url()
+    );
 
     if smoke {
         let blue_share = *split.get("blue-v1").unwrap_or(&0) as f64 / 400.0;
-        gateway.shutdown().await;
         if (blue_share - 0.75).abs() > 0.02 {
-            eprintln!("quickstart smoke: blue share {blue_share}, expected 0.75");
-            return ExitCode::FAILURE;
+            return Err(format!("smoke: blue share {blue_share}, expected 0.75"));
         }
-        println!("quickstart smoke: ok");
-        return ExitCode::SUCCESS;
+        if status != 200 || !String::from_utf8_lossy(&body).contains("\"answered-by\":\"lambda\"") {
+            return Err(format!("smoke: lambda answered {status}"));
+        }
+        let (status, _) = call(&client, "PUT", &format!("{admin}/admin/domains/*/upstreams"), Some(ramp_body)).await?;
+        if status != 200 {
+            return Err(format!("smoke: admin PUT answered {status}"));
+        }
+        for _ in 0..100 {
+            let (_, listing) = call(&client, "GET", &format!("{admin}/admin/domains/*/upstreams"), None).await?;
+            let listing: serde_json::Value = serde_json::from_slice(&listing).map_err(|e| e.to_string())?;
+            let moved = listing.as_array().into_iter().flatten().any(|u| {
+                u["serviceLocation"] == green.url() && u["effectiveWeight"].as_f64().unwrap_or(0.0) > 1.0
+            });
+            if moved {
+                gateway.shutdown().await;
+                println!("quickstart smoke: ok");
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        return Err("smoke: the ramp did not move".to_owned());
     }
 
     println!("Try:");
-    println!("  curl -s {base}/hello                      # routed by the Swagger docs, echoes which upstream answered");
-    println!("  curl -s {base}/users/7.json               # \".json\" is stripped (ignore-extensions)");
-    println!("  curl -s -X DELETE {base}/hello -i         # 405 with Allow");
-    println!("  curl -s -X POST {base}/orders -H 'content-type: text/plain' -d hi -i   # 415");
-    println!("  curl -s {base}/healthcheck                # upstream states and endpoints");
-    println!("  curl -s {base}/metrics                    # Prometheus metrics");
+    println!("  curl -s {base}/hello                       # routed by the Swagger docs; the echo says which upstream answered");
+    println!("  curl -s {base}/users/7.json                # \".json\" is stripped (ignore-extensions)");
+    println!("  curl -s {base}/lambda/echo?x=1             # a Lambda function behind the same gateway");
+    println!("  curl -si -X DELETE {base}/hello            # 405 with Allow");
+    println!("  curl -si -X POST {base}/orders -H 'content-type: text/plain' -d hi   # 415");
+    println!("  curl -s {base}/healthcheck                 # upstream states, weights, endpoints");
+    println!("  curl -s {base}/metrics                     # Prometheus metrics");
     println!("  for i in $(seq 100); do curl -s {base}/hello | grep -o '\"upstream\":\"[a-z0-9-]*\"'; done | sort | uniq -c");
+    println!();
+    println!("Shift all traffic from blue to green, in 10 steps of 1 s:");
+    println!("  curl -s -X PUT {admin}/admin/domains/*/upstreams -d '{ramp_body}'");
+    println!("Watch the effective weights move (one line per second):");
+    println!("  while sleep 1; do curl -s {admin}/admin/domains/*/upstreams | grep -o '\"serviceLocation\":\"[^\"]*\",\"weight\":[0-9]*,\"effectiveWeight\":[0-9.]*' | tr '\\n' ' '; echo; done");
     println!("\nPress Ctrl-C to stop.");
     let _ = tokio::signal::ctrl_c().await;
     gateway.shutdown().await;
-    ExitCode::SUCCESS
+    Ok(())
 }
 
-async fn wait_ready(base: &str) -> Result<(), String> {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
-    for _ in 0..200 {
-        let uri: http::Uri = format!("{base}/healthcheck").parse().map_err(|e| format!("{e}"))?;
-        if let Ok(response) = client.get(uri).await {
-            if response.status() == http::StatusCode::OK {
-                return Ok(());
-            }
+async fn call(client: &HttpClient, method: &str, url: &str, body: Option<String>) -> Result<(u16, Bytes), String> {
+    let request = http::Request::builder()
+        .method(method)
+        .uri(url)
+        .body(Full::new(Bytes::from(body.unwrap_or_default())))
+        .map_err(|e| e.to_string())?;
+    let response = client.request(request).await.map_err(|e| format!("{method} {url}: {e}"))?;
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+    Ok((status, body))
+}
+
+async fn wait_ready(client: &HttpClient, base: &str) -> Result<(), String> {
+    for _ in 0..300 {
+        if let Ok((200, _)) = call(client, "GET", &format!("{base}/healthcheck"), None).await {
+            return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    Err("the demo upstreams' docs did not load within 10 s".to_owned())
+    let (_, body) = call(client, "GET", &format!("{base}/healthcheck"), None).await?;
+    Err(format!("the upstreams' docs did not load within 15 s: {}", String::from_utf8_lossy(&body)))
 }
 
-async fn measure_split(base: &str, requests: usize) -> Result<BTreeMap<String, usize>, String> {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+async fn measure_split(client: &HttpClient, base: &str, requests: usize) -> Result<BTreeMap<String, usize>, String> {
     let mut split = BTreeMap::new();
     for _ in 0..requests {
-        let uri: http::Uri = format!("{base}/hello").parse().map_err(|e| format!("{e}"))?;
-        let response = client.get(uri).await.map_err(|e| format!("GET /hello: {e}"))?;
+        let request = http::Request::get(format!("{base}/hello")).body(Full::default()).map_err(|e| e.to_string())?;
+        let response = client.request(request).await.map_err(|e| format!("GET /hello: {e}"))?;
         let upstream = response
             .headers()
             .get("x-upstream")
