@@ -17,7 +17,10 @@ fn lookup(c: &mut Criterion) {
         let table = builder.build();
         for path in &hits {
             assert!(
-                matches!(table.lookup(&http::Method::GET, path), RouteMatch::Matched { .. }),
+                matches!(
+                    table.lookup(&http::Method::GET, path),
+                    RouteMatch::Matched { .. }
+                ),
                 "bench hit {path} must match"
             );
         }

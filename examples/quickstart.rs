@@ -26,12 +26,18 @@ fn demo_doc(version: &str) -> String {
         .produces_json()
         .op("get", "/hello")
         .op("get", "/users/{id}")
-        .op_with("post", "/orders", serde_json::json!({"consumes": ["application/json"]}))
+        .op_with(
+            "post",
+            "/orders",
+            serde_json::json!({"consumes": ["application/json"]}),
+        )
         .to_json()
 }
 
 fn lambda_doc() -> String {
-    Swagger2Doc::new("echo-function", "1").op("get", "/lambda/echo").to_json()
+    Swagger2Doc::new("echo-function", "1")
+        .op("get", "/lambda/echo")
+        .to_json()
 }
 
 fn main() -> ExitCode {
@@ -42,7 +48,10 @@ fn main() -> ExitCode {
         std::env::set_var("AWS_SECRET_ACCESS_KEY", "quickstart");
     }
     let smoke = std::env::args().any(|a| a == "--smoke");
-    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime.block_on(run(smoke)),
         Err(error) => {
             eprintln!("quickstart: {error}");
@@ -62,14 +71,23 @@ async fn run(smoke: bool) -> ExitCode {
 }
 
 async fn quickstart(smoke: bool) -> Result<(), String> {
-    let config_path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../gateway-config/quickstart.json5");
+    let config_path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../gateway-config/quickstart.json5");
     let mut config = buckler_config::load(&config_path).map_err(|e| e.to_string())?;
     // In smoke mode (CI) every port is picked free, so nothing else on the machine interferes.
     let port = |fixed: u16| if smoke { 0 } else { fixed };
     let addr = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
 
-    let blue = FakeUpstream::builder("blue-v1").bind(addr(port(9001))).doc(demo_doc("1.0.0")).try_start().await;
-    let green = FakeUpstream::builder("green-v2").bind(addr(port(9002))).doc(demo_doc("2.0.0")).try_start().await;
+    let blue = FakeUpstream::builder("blue-v1")
+        .bind(addr(port(9001)))
+        .doc(demo_doc("1.0.0"))
+        .try_start()
+        .await;
+    let green = FakeUpstream::builder("green-v2")
+        .bind(addr(port(9002)))
+        .doc(demo_doc("2.0.0"))
+        .try_start()
+        .await;
     let lambda = FakeLambda::start_on(addr(port(9003))).await;
     let (Ok(blue), Ok(green), Ok(lambda)) = (blue, green, lambda) else {
         return Err("ports 8080, 9001, 9002, 9003 and 9901 must be free for the demo".to_owned());
@@ -77,7 +95,9 @@ async fn quickstart(smoke: bool) -> Result<(), String> {
     lambda.function("echo", |call| {
         let envelope = call.json();
         if envelope["uri"] == "/spec" {
-            return LambdaReply::json(serde_json::json!({"status": 200, "body": B64.encode(lambda_doc())}));
+            return LambdaReply::json(
+                serde_json::json!({"status": 200, "body": B64.encode(lambda_doc())}),
+            );
         }
         let body = serde_json::json!({"answered-by": "lambda", "envelope": envelope});
         LambdaReply::json(serde_json::json!({
@@ -97,13 +117,21 @@ async fn quickstart(smoke: bool) -> Result<(), String> {
             {"serviceType": "swagger2", "serviceLocation": green.url(), "weight": 1},
             {"serviceType": "lambda", "serviceLocation": "arn:aws:lambda:us-east-1:000000000000:function:echo"},
         ]);
-        let specs = buckler_config::parse_upstreams(&rewritten.to_string(), "smoke", &config.lambda).map_err(|e| e.to_string())?;
-        config.domains[0].upstream_watcher = buckler_config::UpstreamWatcher::Static { upstreams: specs };
+        let specs =
+            buckler_config::parse_upstreams(&rewritten.to_string(), "smoke", &config.lambda)
+                .map_err(|e| e.to_string())?;
+        config.domains[0].upstream_watcher =
+            buckler_config::UpstreamWatcher::Static { upstreams: specs };
     }
 
-    let gateway = RunningGateway::start(config).await.map_err(|e| e.to_string())?;
+    let gateway = RunningGateway::start(config)
+        .await
+        .map_err(|e| e.to_string())?;
     let base = format!("http://{}", gateway.addrs()[0]);
-    let admin = format!("http://{}", gateway.admin_addr().ok_or("no admin listener")?);
+    let admin = format!(
+        "http://{}",
+        gateway.admin_addr().ok_or("no admin listener")?
+    );
     let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
     println!("Buckler is listening on {base} (admin API on {admin}).");
     println!("Demo upstreams: blue v1 (weight 3) at {}, green v2 (weight 1) at {}, Lambda `echo` via {}.", blue.url(), green.url(), lambda.endpoint());
@@ -113,8 +141,20 @@ async fn quickstart(smoke: bool) -> Result<(), String> {
 
     let split = measure_split(&client, &base, 400).await?;
     println!("400 requests to /hello went: {split:?} (weights 3:1)");
-    let (status, body) = call(&client, "GET", &format!("{base}/lambda/echo?from=quickstart"), None).await?;
-    println!("GET /lambda/echo -> {status}: {}\n", String::from_utf8_lossy(&body).chars().take(160).collect::<String>());
+    let (status, body) = call(
+        &client,
+        "GET",
+        &format!("{base}/lambda/echo?from=quickstart"),
+        None,
+    )
+    .await?;
+    println!(
+        "GET /lambda/echo -> {status}: {}\n",
+        String::from_utf8_lossy(&body)
+            .chars()
+            .take(160)
+            .collect::<String>()
+    );
 
     let ramp_body = format!(
         r#"[{{"serviceType":"swagger2","serviceLocation":"{}","weight":0}},{{"serviceType":"swagger2","serviceLocation":"{}","weight":100}},{{"serviceType":"lambda","serviceLocation":"arn:aws:lambda:us-east-1:000000000000:function:echo"}}]"#,
@@ -130,15 +170,29 @@ async fn quickstart(smoke: bool) -> Result<(), String> {
         if status != 200 || !String::from_utf8_lossy(&body).contains("\"answered-by\":\"lambda\"") {
             return Err(format!("smoke: lambda answered {status}"));
         }
-        let (status, _) = call(&client, "PUT", &format!("{admin}/admin/domains/*/upstreams"), Some(ramp_body)).await?;
+        let (status, _) = call(
+            &client,
+            "PUT",
+            &format!("{admin}/admin/domains/*/upstreams"),
+            Some(ramp_body),
+        )
+        .await?;
         if status != 200 {
             return Err(format!("smoke: admin PUT answered {status}"));
         }
         for _ in 0..100 {
-            let (_, listing) = call(&client, "GET", &format!("{admin}/admin/domains/*/upstreams"), None).await?;
-            let listing: serde_json::Value = serde_json::from_slice(&listing).map_err(|e| e.to_string())?;
+            let (_, listing) = call(
+                &client,
+                "GET",
+                &format!("{admin}/admin/domains/*/upstreams"),
+                None,
+            )
+            .await?;
+            let listing: serde_json::Value =
+                serde_json::from_slice(&listing).map_err(|e| e.to_string())?;
             let moved = listing.as_array().into_iter().flatten().any(|u| {
-                u["serviceLocation"] == green.url() && u["effectiveWeight"].as_f64().unwrap_or(0.0) > 1.0
+                u["serviceLocation"] == green.url()
+                    && u["effectiveWeight"].as_f64().unwrap_or(0.0) > 1.0
             });
             if moved {
                 gateway.shutdown().await;
@@ -152,8 +206,12 @@ async fn quickstart(smoke: bool) -> Result<(), String> {
 
     println!("Try:");
     println!("  curl -s {base}/hello                       # routed by the Swagger docs; the echo says which upstream answered");
-    println!("  curl -s {base}/users/7.json                # \".json\" is stripped (ignore-extensions)");
-    println!("  curl -s {base}/lambda/echo?x=1             # a Lambda function behind the same gateway");
+    println!(
+        "  curl -s {base}/users/7.json                # \".json\" is stripped (ignore-extensions)"
+    );
+    println!(
+        "  curl -s {base}/lambda/echo?x=1             # a Lambda function behind the same gateway"
+    );
     println!("  curl -si -X DELETE {base}/hello            # 405 with Allow");
     println!("  curl -si -X POST {base}/orders -H 'content-type: text/plain' -d hi   # 415");
     println!("  curl -s {base}/healthcheck                 # upstream states, weights, endpoints");
@@ -170,15 +228,28 @@ async fn quickstart(smoke: bool) -> Result<(), String> {
     Ok(())
 }
 
-async fn call(client: &HttpClient, method: &str, url: &str, body: Option<String>) -> Result<(u16, Bytes), String> {
+async fn call(
+    client: &HttpClient,
+    method: &str,
+    url: &str,
+    body: Option<String>,
+) -> Result<(u16, Bytes), String> {
     let request = http::Request::builder()
         .method(method)
         .uri(url)
         .body(Full::new(Bytes::from(body.unwrap_or_default())))
         .map_err(|e| e.to_string())?;
-    let response = client.request(request).await.map_err(|e| format!("{method} {url}: {e}"))?;
+    let response = client
+        .request(request)
+        .await
+        .map_err(|e| format!("{method} {url}: {e}"))?;
     let status = response.status().as_u16();
-    let body = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
     Ok((status, body))
 }
 
@@ -190,14 +261,26 @@ async fn wait_ready(client: &HttpClient, base: &str) -> Result<(), String> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let (_, body) = call(client, "GET", &format!("{base}/healthcheck"), None).await?;
-    Err(format!("the upstreams' docs did not load within 15 s: {}", String::from_utf8_lossy(&body)))
+    Err(format!(
+        "the upstreams' docs did not load within 15 s: {}",
+        String::from_utf8_lossy(&body)
+    ))
 }
 
-async fn measure_split(client: &HttpClient, base: &str, requests: usize) -> Result<BTreeMap<String, usize>, String> {
+async fn measure_split(
+    client: &HttpClient,
+    base: &str,
+    requests: usize,
+) -> Result<BTreeMap<String, usize>, String> {
     let mut split = BTreeMap::new();
     for _ in 0..requests {
-        let request = http::Request::get(format!("{base}/hello")).body(Full::default()).map_err(|e| e.to_string())?;
-        let response = client.request(request).await.map_err(|e| format!("GET /hello: {e}"))?;
+        let request = http::Request::get(format!("{base}/hello"))
+            .body(Full::default())
+            .map_err(|e| e.to_string())?;
+        let response = client
+            .request(request)
+            .await
+            .map_err(|e| format!("GET /hello: {e}"))?;
         let upstream = response
             .headers()
             .get("x-upstream")

@@ -10,7 +10,11 @@ async fn a_hostile_doc_fails_its_upstream_only() {
         .start()
         .await;
     let bad_regex = FakeUpstream::builder("regex")
-        .doc(Swagger2Doc::new("regex", "1").op("get", "/x/{id: [0-9+}").to_json())
+        .doc(
+            Swagger2Doc::new("regex", "1")
+                .op("get", "/x/{id: [0-9+}")
+                .to_json(),
+        )
         .start()
         .await;
     let wrong_types = FakeUpstream::builder("types")
@@ -22,14 +26,25 @@ async fn a_hostile_doc_fails_its_upstream_only() {
     for i in 0..200_000 {
         huge = huge.op("get", &format!("/p{i}/{{id}}"));
     }
-    let huge = FakeUpstream::builder("huge").doc(huge.to_json()).start().await;
+    let huge = FakeUpstream::builder("huge")
+        .doc(huge.to_json())
+        .start()
+        .await;
 
     let config = config_text(
-        &[(&good.url(), 1), (&bad_regex.url(), 1), (&wrong_types.url(), 1), (&huge.url(), 1)],
+        &[
+            (&good.url(), 1),
+            (&bad_regex.url(), 1),
+            (&wrong_types.url(), 1),
+            (&huge.url(), 1),
+        ],
         "",
     );
     let gw = TestGateway::start(&config).await;
-    assert_eventually!(gw.get("/fine").await.status == StatusCode::OK, "the good upstream serves");
+    assert_eventually!(
+        gw.get("/fine").await.status == StatusCode::OK,
+        "the good upstream serves"
+    );
     assert_eventually!(
         {
             let health = gw.get("/healthcheck").await.json();
@@ -51,7 +66,13 @@ async fn a_hostile_doc_fails_its_upstream_only() {
         .filter_map(|u| u["docsError"].as_str().map(str::to_owned))
         .collect();
     assert_eq!(errors.len(), 3, "{errors:?}");
-    assert!(errors.iter().any(|e| e.contains("/x/{id: [0-9+}")), "{errors:?}");
-    assert_eq!(gw.get("/healthcheck").await.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        errors.iter().any(|e| e.contains("/x/{id: [0-9+}")),
+        "{errors:?}"
+    );
+    assert_eq!(
+        gw.get("/healthcheck").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
     assert_eq!(gw.get("/fine").await.status, StatusCode::OK);
 }

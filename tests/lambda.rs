@@ -39,9 +39,14 @@ fn echo_function(call: &LambdaCall) -> LambdaReply {
             "garbage" => LambdaReply::Payload(Bytes::from_static(b"this is not json")),
             "bad-status" => LambdaReply::json(json!({"status": 700})),
             "bad-base64" => LambdaReply::json(json!({"status": 200, "body": "%%%"})),
-            "crash" => LambdaReply::FunctionError(Bytes::from_static(b"{\"errorMessage\":\"boom\"}")),
+            "crash" => {
+                LambdaReply::FunctionError(Bytes::from_static(b"{\"errorMessage\":\"boom\"}"))
+            }
             "throttle" => LambdaReply::Throttle(Some(4)),
-            "slow" => LambdaReply::Delay(std::time::Duration::from_secs(3), Box::new(LambdaReply::json(json!({"status": 200})))),
+            "slow" => LambdaReply::Delay(
+                std::time::Duration::from_secs(3),
+                Box::new(LambdaReply::json(json!({"status": 200}))),
+            ),
             "minimal" => LambdaReply::json(json!({"status": 204})),
             _ => LambdaReply::json(json!({
                 "status": 201,
@@ -51,9 +56,13 @@ fn echo_function(call: &LambdaCall) -> LambdaReply {
         };
     }
     if uri == "/shared" {
-        return LambdaReply::json(json!({"status": 200, "headers": [["x-upstream", "lambda"]], "body": body(json!({"upstream": "lambda"}))}));
+        return LambdaReply::json(
+            json!({"status": 200, "headers": [["x-upstream", "lambda"]], "body": body(json!({"upstream": "lambda"}))}),
+        );
     }
-    LambdaReply::json(json!({"status": 200, "headers": [["content-type", "application/json"]], "body": body(envelope)}))
+    LambdaReply::json(
+        json!({"status": 200, "headers": [["content-type", "application/json"]], "body": body(envelope)}),
+    )
 }
 
 async fn gateway_with(fake: &FakeLambda, upstreams: &str) -> TestGateway {
@@ -74,9 +83,20 @@ fn lambda_upstream(arn: &str) -> String {
 async fn envelope_rules_and_docs_by_invocation() {
     let fake = FakeLambda::start().await;
     fake.function("orders", echo_function);
-    let gw = gateway_with(&fake, &lambda_upstream("arn:aws:lambda:us-east-1:123456789012:function:orders")).await;
-    let docs_call = fake.calls().into_iter().find(|c| c.json()["uri"] == "/spec").expect("docs by invocation");
-    assert_eq!(docs_call.json(), json!({"method": "GET", "uri": "/spec", "headers": []}));
+    let gw = gateway_with(
+        &fake,
+        &lambda_upstream("arn:aws:lambda:us-east-1:123456789012:function:orders"),
+    )
+    .await;
+    let docs_call = fake
+        .calls()
+        .into_iter()
+        .find(|c| c.json()["uri"] == "/spec")
+        .expect("docs by invocation");
+    assert_eq!(
+        docs_call.json(),
+        json!({"method": "GET", "uri": "/spec", "headers": []})
+    );
 
     // Body absent, query kept, repeated headers in order, names lower-cased.
     let reply = gw
@@ -94,23 +114,42 @@ async fn envelope_rules_and_docs_by_invocation() {
     let envelope = reply.json();
     assert_eq!(envelope["method"], "GET");
     assert_eq!(envelope["uri"], "/echo?verbose=1&x=%20y");
-    assert!(envelope.get("body").is_none(), "no body field without a body: {envelope}");
+    assert!(
+        envelope.get("body").is_none(),
+        "no body field without a body: {envelope}"
+    );
     let headers: Vec<(String, String)> = envelope["headers"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|p| (p[0].as_str().unwrap().to_owned(), p[1].as_str().unwrap().to_owned()))
+        .map(|p| {
+            (
+                p[0].as_str().unwrap().to_owned(),
+                p[1].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
-    let repeats: Vec<&str> = headers.iter().filter(|(n, _)| n == "x-repeat").map(|(_, v)| v.as_str()).collect();
+    let repeats: Vec<&str> = headers
+        .iter()
+        .filter(|(n, _)| n == "x-repeat")
+        .map(|(_, v)| v.as_str())
+        .collect();
     assert_eq!(repeats, vec!["one", "two"]);
     assert!(headers.iter().all(|(n, _)| *n == n.to_ascii_lowercase()));
-    assert!(headers.contains(&("x-forwarded-for".to_owned(), "10.0.0.1, 127.0.0.1".to_owned())));
+    assert!(headers.contains(&(
+        "x-forwarded-for".to_owned(),
+        "10.0.0.1, 127.0.0.1".to_owned()
+    )));
     assert!(!headers.iter().any(|(n, _)| n == "client-address"));
 
     // Binary body: standard base64 with padding of the raw bytes.
     let binary: Vec<u8> = (0u8..=255).collect();
     let reply = gw
-        .send(Request::post(gw.url("/echo")).body(Full::new(Bytes::from(binary.clone()))).unwrap())
+        .send(
+            Request::post(gw.url("/echo"))
+                .body(Full::new(Bytes::from(binary.clone())))
+                .unwrap(),
+        )
         .await;
     assert_eq!(reply.json()["body"], B64.encode(&binary));
     assert_eq!(reply.json()["method"], "POST");
@@ -142,7 +181,12 @@ async fn response_rules_and_failures() {
         ("slow", 504, "did not answer"),
     ] {
         let reply = gw.get(&format!("/behave/{how}")).await;
-        assert_eq!(reply.status.as_u16(), status, "{how}: {}", String::from_utf8_lossy(&reply.body));
+        assert_eq!(
+            reply.status.as_u16(),
+            status,
+            "{how}: {}",
+            String::from_utf8_lossy(&reply.body)
+        );
         let error = reply.json()["error"].as_str().unwrap().to_owned();
         assert!(error.contains(needle), "{how}: {error}");
         if how == "throttle" {
@@ -151,7 +195,11 @@ async fn response_rules_and_failures() {
     }
 
     let too_big = gw
-        .send(Request::post(gw.url("/echo")).body(Full::new(Bytes::from(vec![b'x'; 6 * 1024 * 1024 + 1]))).unwrap())
+        .send(
+            Request::post(gw.url("/echo"))
+                .body(Full::new(Bytes::from(vec![b'x'; 6 * 1024 * 1024 + 1])))
+                .unwrap(),
+        )
         .await;
     assert_eq!(too_big.status, StatusCode::PAYLOAD_TOO_LARGE);
 }

@@ -15,14 +15,20 @@ fn echo_doc(name: &str) -> String {
 }
 
 async fn one_upstream(extra: &str) -> (FakeUpstream, TestGateway) {
-    let upstream = FakeUpstream::builder("one").doc(echo_doc("one")).start().await;
+    let upstream = FakeUpstream::builder("one")
+        .doc(echo_doc("one"))
+        .start()
+        .await;
     let gw = TestGateway::start_ready(&config_text(&[(&upstream.url(), 1)], extra)).await;
     (upstream, gw)
 }
 
 #[tokio::test]
 async fn request_and_response_header_rules() {
-    let upstream = FakeUpstream::builder("one").doc(echo_doc("one")).start().await;
+    let upstream = FakeUpstream::builder("one")
+        .doc(echo_doc("one"))
+        .start()
+        .await;
     let config = format!(
         r#"{{ listen: "127.0.0.1:0", "trust-proxies": 1,
              domains: [{{ "domain-name": "*", upstreams: {} }}] }}"#,
@@ -44,22 +50,54 @@ async fn request_and_response_header_rules() {
         )
         .await;
     assert_eq!(reply.status, StatusCode::OK);
-    assert_eq!(reply.echoed_header("x-forwarded-for").as_deref(), Some("203.0.113.9, 127.0.0.1"));
-    assert_eq!(reply.echoed_header("x-forwarded-proto").as_deref(), Some("http"));
-    assert_eq!(reply.echoed_header("x-forwarded-host").as_deref(), Some("api.example.org"));
-    assert_eq!(reply.echoed_header("host").as_deref(), Some("api.example.org"));
-    assert_eq!(reply.echoed_header("client-address"), None, "stripped before forwarding");
-    assert_eq!(reply.echoed_header("x-hop"), None, "named in Connection: hop-by-hop");
-    assert_eq!(reply.echoed_header("x-request-id").as_deref(), Some("req-42"));
+    assert_eq!(
+        reply.echoed_header("x-forwarded-for").as_deref(),
+        Some("203.0.113.9, 127.0.0.1")
+    );
+    assert_eq!(
+        reply.echoed_header("x-forwarded-proto").as_deref(),
+        Some("http")
+    );
+    assert_eq!(
+        reply.echoed_header("x-forwarded-host").as_deref(),
+        Some("api.example.org")
+    );
+    assert_eq!(
+        reply.echoed_header("host").as_deref(),
+        Some("api.example.org")
+    );
+    assert_eq!(
+        reply.echoed_header("client-address"),
+        None,
+        "stripped before forwarding"
+    );
+    assert_eq!(
+        reply.echoed_header("x-hop"),
+        None,
+        "named in Connection: hop-by-hop"
+    );
+    assert_eq!(
+        reply.echoed_header("x-request-id").as_deref(),
+        Some("req-42")
+    );
     assert_eq!(reply.echoed_header("x-custom").as_deref(), Some("kept"));
     assert_eq!(reply.headers["via"], "1.1 buckler");
     assert_eq!(reply.headers["x-request-id"], "req-42");
-    assert!(reply.headers.get("keep-alive").is_none(), "upstream's hop-by-hop header removed");
+    assert!(
+        reply.headers.get("keep-alive").is_none(),
+        "upstream's hop-by-hop header removed"
+    );
 
     let generated = gw.get("/echo").await;
-    let id = generated.headers["x-request-id"].to_str().unwrap().to_owned();
+    let id = generated.headers["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(id.len(), 32);
-    assert_eq!(generated.echoed_header("x-request-id").as_deref(), Some(id.as_str()));
+    assert_eq!(
+        generated.echoed_header("x-request-id").as_deref(),
+        Some(id.as_str())
+    );
 }
 
 #[tokio::test]
@@ -70,7 +108,11 @@ async fn http2_prior_knowledge_to_the_gateway() {
         .await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.upstream(), "one");
-    assert_eq!(reply.json()["version"], "HTTP/1.1", "upstream leg is HTTP/1.1");
+    assert_eq!(
+        reply.json()["version"],
+        "HTTP/1.1",
+        "upstream leg is HTTP/1.1"
+    );
     let post = gw
         .send_h2(
             Request::post(gw.url("/echo"))
@@ -92,27 +134,48 @@ async fn request_timeout_is_504() {
 
 #[tokio::test]
 async fn upstream_gone_is_502_and_idempotent_requests_retry_elsewhere() {
-    let doomed = FakeUpstream::builder("doomed").doc(echo_doc("doomed")).start().await;
+    let doomed = FakeUpstream::builder("doomed")
+        .doc(echo_doc("doomed"))
+        .start()
+        .await;
     let gw = TestGateway::start_ready(&config_text(&[(&doomed.url(), 1)], "")).await;
     drop(doomed);
-    assert_eventually!(gw.get("/echo").await.status == StatusCode::BAD_GATEWAY, "502 after the upstream died");
+    assert_eventually!(
+        gw.get("/echo").await.status == StatusCode::BAD_GATEWAY,
+        "502 after the upstream died"
+    );
     let reply = gw.get("/echo").await;
     assert_eq!(reply.json()["status"], 502);
 
-    let alive = FakeUpstream::builder("alive").doc(echo_doc("alive")).start().await;
-    let dead = FakeUpstream::builder("dead").doc(echo_doc("dead")).start().await;
-    let gw = TestGateway::start_ready(&config_text(&[(&alive.url(), 1), (&dead.url(), 1)], "")).await;
+    let alive = FakeUpstream::builder("alive")
+        .doc(echo_doc("alive"))
+        .start()
+        .await;
+    let dead = FakeUpstream::builder("dead")
+        .doc(echo_doc("dead"))
+        .start()
+        .await;
+    let gw =
+        TestGateway::start_ready(&config_text(&[(&alive.url(), 1), (&dead.url(), 1)], "")).await;
     drop(dead);
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     for _ in 0..20 {
         let reply = gw.get("/echo").await;
-        assert_eq!(reply.status, StatusCode::OK, "GET retried on the live upstream");
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "GET retried on the live upstream"
+        );
         assert_eq!(reply.upstream(), "alive");
     }
     let mut failed_posts = 0;
     for _ in 0..20 {
         let reply = gw
-            .send(Request::post(gw.url("/echo")).body(Full::new(Bytes::from_static(b"x"))).unwrap())
+            .send(
+                Request::post(gw.url("/echo"))
+                    .body(Full::new(Bytes::from_static(b"x")))
+                    .unwrap(),
+            )
             .await;
         if reply.status == StatusCode::BAD_GATEWAY {
             failed_posts += 1;
@@ -134,7 +197,12 @@ async fn oversized_headers_are_431() {
     let (_upstream, gw) = one_upstream("").await;
     let big = "a".repeat(70 * 1024);
     let reply = gw
-        .send(Request::get(gw.url("/echo")).header("x-big", big).body(Full::default()).unwrap())
+        .send(
+            Request::get(gw.url("/echo"))
+                .header("x-big", big)
+                .body(Full::default())
+                .unwrap(),
+        )
         .await;
     assert_eq!(reply.status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
     assert_eq!(reply.json()["status"], 431);
@@ -142,7 +210,10 @@ async fn oversized_headers_are_431() {
 
 #[tokio::test]
 async fn oversized_bodies_are_413() {
-    let upstream = FakeUpstream::builder("one").doc(echo_doc("one")).start().await;
+    let upstream = FakeUpstream::builder("one")
+        .doc(echo_doc("one"))
+        .start()
+        .await;
     let config = format!(
         r#"{{ listen: "127.0.0.1:0", "max-request-body": 1024,
              domains: [{{ "domain-name": "*", upstreams: {} }}] }}"#,
@@ -150,11 +221,19 @@ async fn oversized_bodies_are_413() {
     );
     let gw = TestGateway::start_ready(&config).await;
     let declared = gw
-        .send(Request::post(gw.url("/echo")).body(Full::new(Bytes::from(vec![b'x'; 4096]))).unwrap())
+        .send(
+            Request::post(gw.url("/echo"))
+                .body(Full::new(Bytes::from(vec![b'x'; 4096])))
+                .unwrap(),
+        )
         .await;
     assert_eq!(declared.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(declared.json()["status"], 413);
-    assert_eq!(upstream.request_count(), 0, "refused before contacting the upstream");
+    assert_eq!(
+        upstream.request_count(),
+        0,
+        "refused before contacting the upstream"
+    );
 
     // Chunked: no length up front, the limit trips while streaming.
     let chunked = raw_exchange(
@@ -170,7 +249,11 @@ async fn oversized_bodies_are_413() {
     assert!(chunked.starts_with("HTTP/1.1 413"), "{chunked}");
 
     let small = gw
-        .send(Request::post(gw.url("/echo")).body(Full::new(Bytes::from_static(b"fits"))).unwrap())
+        .send(
+            Request::post(gw.url("/echo"))
+                .body(Full::new(Bytes::from_static(b"fits")))
+                .unwrap(),
+        )
         .await;
     assert_eq!(small.status, StatusCode::OK);
 }
@@ -179,10 +262,18 @@ async fn oversized_bodies_are_413() {
 async fn malformed_framing_is_400_and_never_smuggles() {
     let (upstream, gw) = one_upstream("").await;
     // Transfer-Encoding whose final coding is not chunked: no way to find the body's end.
-    let reply = raw_exchange(gw.addr, b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\nabcd").await;
+    let reply = raw_exchange(
+        gw.addr,
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\nabcd",
+    )
+    .await;
     assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
     // Two different Content-Lengths.
-    let reply = raw_exchange(gw.addr, b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcd").await;
+    let reply = raw_exchange(
+        gw.addr,
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcd",
+    )
+    .await;
     assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
     assert_eq!(upstream.request_count(), 0);
 
@@ -195,9 +286,17 @@ async fn malformed_framing_is_400_and_never_smuggles() {
     )
     .await;
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
-    assert_eq!(reply.matches("HTTP/1.1 ").count(), 1, "one response only: {reply}");
+    assert_eq!(
+        reply.matches("HTTP/1.1 ").count(),
+        1,
+        "one response only: {reply}"
+    );
     assert!(reply.contains("\"body_len\":4"), "{reply}");
-    assert_eq!(upstream.request_count(), 1, "the hidden request never reached the upstream");
+    assert_eq!(
+        upstream.request_count(),
+        1,
+        "the hidden request never reached the upstream"
+    );
 }
 
 #[tokio::test]
@@ -206,7 +305,11 @@ async fn healthcheck_waits_for_docs_and_metrics_count_requests() {
     let gw = TestGateway::start(&config_text(&[(&upstream.url(), 1)], "")).await;
     let starting = gw.get("/healthcheck").await;
     assert_eq!(starting.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(gw.get("/echo").await.status, StatusCode::NOT_FOUND, "no traffic before docs");
+    assert_eq!(
+        gw.get("/echo").await.status,
+        StatusCode::NOT_FOUND,
+        "no traffic before docs"
+    );
     assert_eventually!(
         gw.get("/healthcheck").await.json()["domains"][0]["upstreams"][0]["state"] == "failed",
         "failed state after a bad fetch"
@@ -230,7 +333,16 @@ async fn healthcheck_waits_for_docs_and_metrics_count_requests() {
         upstream.url()
     );
     assert!(metrics.contains(&line), "{metrics}");
-    assert!(metrics.contains("buckler_requests_total{domain=\"*\",upstream=\"\",class=\"4xx\"}"), "{metrics}");
-    assert!(metrics.contains("buckler_request_duration_seconds_bucket{"), "{metrics}");
-    assert!(metrics.contains("# TYPE buckler_request_duration_seconds histogram"), "{metrics}");
+    assert!(
+        metrics.contains("buckler_requests_total{domain=\"*\",upstream=\"\",class=\"4xx\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("buckler_request_duration_seconds_bucket{"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("# TYPE buckler_request_duration_seconds histogram"),
+        "{metrics}"
+    );
 }

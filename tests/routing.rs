@@ -37,11 +37,19 @@ async fn two_upstreams() -> (FakeUpstream, FakeUpstream) {
 #[tokio::test]
 async fn most_specific_template_wins_across_upstreams() {
     let (general, specific) = two_upstreams().await;
-    let gw = TestGateway::start_ready(&config_text(&[(&general.url(), 1), (&specific.url(), 1)], "")).await;
+    let gw = TestGateway::start_ready(&config_text(
+        &[(&general.url(), 1), (&specific.url(), 1)],
+        "",
+    ))
+    .await;
 
     assert_eq!(gw.get("/users/me").await.upstream(), "specific");
     assert_eq!(gw.get("/users/7").await.upstream(), "general");
-    assert_eq!(gw.get("/users/me/").await.upstream(), "specific", "trailing slash ignored");
+    assert_eq!(
+        gw.get("/users/me/").await.upstream(),
+        "specific",
+        "trailing slash ignored"
+    );
     assert_eq!(gw.get("/files/a/b/c").await.upstream(), "general");
     assert_eq!(gw.get("/files/a/b/meta").await.upstream(), "specific");
     assert_eq!(gw.get("/").await.upstream(), "general", "root is routable");
@@ -56,30 +64,50 @@ async fn most_specific_template_wins_across_upstreams() {
 #[tokio::test]
 async fn method_rules_405_options_head_and_fallback() {
     let (general, specific) = two_upstreams().await;
-    let gw = TestGateway::start_ready(&config_text(&[(&general.url(), 1), (&specific.url(), 1)], "")).await;
+    let gw = TestGateway::start_ready(&config_text(
+        &[(&general.url(), 1), (&specific.url(), 1)],
+        "",
+    ))
+    .await;
 
     // PUT /users/me: the specific template lacks PUT; the less specific one declares it.
     let put = gw
-        .send(Request::put(gw.url("/users/me")).body(Full::default()).unwrap())
+        .send(
+            Request::put(gw.url("/users/me"))
+                .body(Full::default())
+                .unwrap(),
+        )
         .await;
     assert_eq!(put.status, StatusCode::OK);
     assert_eq!(put.upstream(), "general");
 
     let post = gw
-        .send(Request::post(gw.url("/users/me")).body(Full::default()).unwrap())
+        .send(
+            Request::post(gw.url("/users/me"))
+                .body(Full::default())
+                .unwrap(),
+        )
         .await;
     assert_eq!(post.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(post.headers["allow"], "GET, HEAD, PUT, DELETE");
     assert_eq!(post.json()["status"], 405);
 
     let options = gw
-        .send(Request::options(gw.url("/users/me")).body(Full::default()).unwrap())
+        .send(
+            Request::options(gw.url("/users/me"))
+                .body(Full::default())
+                .unwrap(),
+        )
         .await;
     assert_eq!(options.status, StatusCode::OK);
     assert_eq!(options.headers["allow"], "GET, HEAD, PUT, DELETE");
 
     let head = gw
-        .send(Request::head(gw.url("/users/7")).body(Full::default()).unwrap())
+        .send(
+            Request::head(gw.url("/users/7"))
+                .body(Full::default())
+                .unwrap(),
+        )
         .await;
     assert_eq!(head.status, StatusCode::OK, "HEAD falls back to GET");
     assert_eq!(head.headers["x-upstream"], "general");
@@ -107,21 +135,42 @@ async fn content_negotiation_415_and_406() {
         if let Some(accept) = accept {
             request = request.header("accept", accept);
         }
-        request.body(Full::new(Bytes::from_static(body.as_bytes()))).unwrap()
+        request
+            .body(Full::new(Bytes::from_static(body.as_bytes())))
+            .unwrap()
     };
-    let ok = gw.send(post("application/json; charset=utf-8", None, "{}")).await;
+    let ok = gw
+        .send(post("application/json; charset=utf-8", None, "{}"))
+        .await;
     assert_eq!(ok.status, StatusCode::OK, "parameters are ignored");
     let unsupported = gw.send(post("text/plain", None, "hi")).await;
     assert_eq!(unsupported.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert_eq!(unsupported.json()["status"], 415);
     let bodyless = gw
-        .send(Request::post(gw.url("/orders")).header("content-type", "text/plain").body(Full::default()).unwrap())
+        .send(
+            Request::post(gw.url("/orders"))
+                .header("content-type", "text/plain")
+                .body(Full::default())
+                .unwrap(),
+        )
         .await;
-    assert_eq!(bodyless.status, StatusCode::OK, "bodyless requests skip the consumes check");
-    let not_acceptable = gw.send(post("application/json", Some("text/html"), "{}")).await;
+    assert_eq!(
+        bodyless.status,
+        StatusCode::OK,
+        "bodyless requests skip the consumes check"
+    );
+    let not_acceptable = gw
+        .send(post("application/json", Some("text/html"), "{}"))
+        .await;
     assert_eq!(not_acceptable.status, StatusCode::NOT_ACCEPTABLE);
     assert_eq!(not_acceptable.json()["status"], 406);
-    let acceptable = gw.send(post("application/json", Some("text/html;q=0.9, application/*;q=0.5"), "{}")).await;
+    let acceptable = gw
+        .send(post(
+            "application/json",
+            Some("text/html;q=0.9, application/*;q=0.5"),
+            "{}",
+        ))
+        .await;
     assert_eq!(acceptable.status, StatusCode::OK);
 }
 
@@ -142,11 +191,22 @@ async fn domains_by_host_with_catch_all() {
         upstreams_json(&[(&blue.url(), 1)])
     );
     let gw = TestGateway::start_ready(&exact_only).await;
-    let with_host = |host: &str| Request::get(gw.url("/who")).header("host", host).body(Full::default()).unwrap();
-    assert_eq!(gw.send(with_host("api.example.org:8080")).await.upstream(), "blue");
+    let with_host = |host: &str| {
+        Request::get(gw.url("/who"))
+            .header("host", host)
+            .body(Full::default())
+            .unwrap()
+    };
+    assert_eq!(
+        gw.send(with_host("api.example.org:8080")).await.upstream(),
+        "blue"
+    );
     let unknown = gw.send(with_host("other.example.org")).await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
-    assert!(unknown.json()["error"].as_str().unwrap().contains("other.example.org"));
+    assert!(unknown.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("other.example.org"));
 
     let with_wildcard = format!(
         r#"{{ listen: "127.0.0.1:0", domains: [
@@ -157,7 +217,12 @@ async fn domains_by_host_with_catch_all() {
         upstreams_json(&[(&green.url(), 1)])
     );
     let gw2 = TestGateway::start_ready(&with_wildcard).await;
-    let to = |host: &str| Request::get(gw2.url("/who")).header("host", host).body(Full::default()).unwrap();
+    let to = |host: &str| {
+        Request::get(gw2.url("/who"))
+            .header("host", host)
+            .body(Full::default())
+            .unwrap()
+    };
     assert_eq!(gw2.send(to("API.EXAMPLE.ORG")).await.upstream(), "blue");
     assert_eq!(gw2.send(to("anything.else")).await.upstream(), "green");
 }
@@ -188,7 +253,11 @@ async fn equivalent_templates_with_other_variable_names_share_traffic() {
         .start()
         .await;
     let b = FakeUpstream::builder("b")
-        .doc(Swagger2Doc::new("b", "2").op("get", "/u/{userId}").to_json())
+        .doc(
+            Swagger2Doc::new("b", "2")
+                .op("get", "/u/{userId}")
+                .to_json(),
+        )
         .start()
         .await;
     let gw = TestGateway::start_ready(&config_text(&[(&a.url(), 1), (&b.url(), 1)], "")).await;
@@ -202,10 +271,19 @@ async fn equivalent_templates_with_other_variable_names_share_traffic() {
 #[tokio::test]
 async fn base_path_is_honoured_and_extensions_stripped() {
     let svc = FakeUpstream::builder("svc")
-        .doc(Swagger2Doc::new("svc", "1").base_path("/v1").op("get", "/pets/{id}").to_json())
+        .doc(
+            Swagger2Doc::new("svc", "1")
+                .base_path("/v1")
+                .op("get", "/pets/{id}")
+                .to_json(),
+        )
         .start()
         .await;
-    let gw = TestGateway::start_ready(&config_text(&[(&svc.url(), 1)], r#""ignore-extensions": ["json"],"#)).await;
+    let gw = TestGateway::start_ready(&config_text(
+        &[(&svc.url(), 1)],
+        r#""ignore-extensions": ["json"],"#,
+    ))
+    .await;
     let reply = gw.get("/v1/pets/3.json?fields=a.json").await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.json()["path"], "/v1/pets/3");

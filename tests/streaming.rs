@@ -61,10 +61,15 @@ async fn fifty_megabytes_stream_both_ways_with_flat_memory() {
     // Upload: a lazily generated chunked body.
     let chunk = Bytes::from(vec![b'u'; 64 * 1024]);
     let chunks = (FIFTY_MB / chunk.len() as u64) as usize;
-    let frames = stream::iter((0..chunks).map(move |_| Ok::<_, Infallible>(Frame::data(chunk.clone()))));
+    let frames =
+        stream::iter((0..chunks).map(move |_| Ok::<_, Infallible>(Frame::data(chunk.clone()))));
     let client = Client::builder(TokioExecutor::new()).build_http();
     let response = client
-        .request(Request::post(gw.url("/upload")).body(StreamBody::new(frames)).unwrap())
+        .request(
+            Request::post(gw.url("/upload"))
+                .body(StreamBody::new(frames))
+                .unwrap(),
+        )
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);

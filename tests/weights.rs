@@ -19,7 +19,10 @@ fn doc(name: &str) -> String {
 async fn pair() -> (FakeUpstream, FakeUpstream) {
     (
         FakeUpstream::builder("blue").doc(doc("blue")).start().await,
-        FakeUpstream::builder("green").doc(doc("green")).start().await,
+        FakeUpstream::builder("green")
+            .doc(doc("green"))
+            .start()
+            .await,
     )
 }
 
@@ -34,7 +37,10 @@ fn admin_config(upstreams: &[(&str, u32)], weighting: &str, extra_top: &str) -> 
 
 /// Effective weights by upstream name ("blue"/"green") from the admin listing.
 async fn effective(gw: &TestGateway, blue: &FakeUpstream) -> (f64, f64) {
-    let listing = gw.admin(Method::GET, "/admin/domains/*/upstreams", None, None).await.json();
+    let listing = gw
+        .admin(Method::GET, "/admin/domains/*/upstreams", None, None)
+        .await
+        .json();
     let mut blue_w = 0.0;
     let mut green_w = 0.0;
     for entry in listing.as_array().unwrap() {
@@ -70,12 +76,26 @@ async fn ramp_from_blue_to_green_follows_the_schedule() {
     );
     let gw = TestGateway::start_ready(&config).await;
     let before = count_batch(&gw, 200).await;
-    assert_eq!(before.get("green"), None, "weight 0 gets nothing while blue has weight");
+    assert_eq!(
+        before.get("green"),
+        None,
+        "weight 0 gets nothing while blue has weight"
+    );
 
     let put = gw
-        .admin(Method::PUT, "/admin/domains/*/upstreams", None, Some(&upstreams_json(&[(&blue.url(), 0), (&green.url(), 100)])))
+        .admin(
+            Method::PUT,
+            "/admin/domains/*/upstreams",
+            None,
+            Some(&upstreams_json(&[(&blue.url(), 0), (&green.url(), 100)])),
+        )
         .await;
-    assert_eq!(put.status, StatusCode::OK, "{}", String::from_utf8_lossy(&put.body));
+    assert_eq!(
+        put.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&put.body)
+    );
     assert_eq!(put.json()["reweighted"].as_array().unwrap().len(), 2);
 
     // Sample batches; keep the ones during which the effective weights did not move.
@@ -102,7 +122,10 @@ async fn ramp_from_blue_to_green_follows_the_schedule() {
         }
     }
     for step in [25.0, 50.0, 75.0, 100.0] {
-        assert!(seen_steps.contains(&step), "step {step} observed, saw {seen_steps:?}");
+        assert!(
+            seen_steps.contains(&step),
+            "step {step} observed, saw {seen_steps:?}"
+        );
     }
     let after = count_batch(&gw, 100).await;
     assert_eq!(after.get("blue"), None);
@@ -118,23 +141,52 @@ async fn retarget_mid_ramp_starts_from_the_current_weight() {
     );
     let gw = TestGateway::start_ready(&config).await;
     let set = |b: u32| upstreams_json(&[(&blue.url(), b), (&green.url(), 100)]);
-    gw.admin(Method::PUT, "/admin/domains/*/upstreams", None, Some(&set(0))).await;
+    gw.admin(
+        Method::PUT,
+        "/admin/domains/*/upstreams",
+        None,
+        Some(&set(0)),
+    )
+    .await;
     assert_eventually!(effective(&gw, &blue).await.0 <= 60.0, "ramp under way");
     let (mid, _) = effective(&gw, &blue).await;
     assert!(mid > 0.0 && mid < 100.0, "{mid}");
-    gw.admin(Method::PUT, "/admin/domains/*/upstreams", None, Some(&set(200))).await;
+    gw.admin(
+        Method::PUT,
+        "/admin/domains/*/upstreams",
+        None,
+        Some(&set(200)),
+    )
+    .await;
     let (restart, _) = effective(&gw, &blue).await;
-    assert!(restart <= mid + 0.001 && restart >= mid - 20.0, "fresh ramp starts near {mid}, got {restart}");
-    assert_eventually!(effective(&gw, &blue).await.0 == 200.0, "reaches the new target");
+    assert!(
+        restart <= mid + 0.001 && restart >= mid - 20.0,
+        "fresh ramp starts near {mid}, got {restart}"
+    );
+    assert_eventually!(
+        effective(&gw, &blue).await.0 == 200.0,
+        "reaches the new target"
+    );
     // Same target again: nothing moves.
-    let again = gw.admin(Method::PUT, "/admin/domains/*/upstreams", None, Some(&set(200))).await;
+    let again = gw
+        .admin(
+            Method::PUT,
+            "/admin/domains/*/upstreams",
+            None,
+            Some(&set(200)),
+        )
+        .await;
     assert_eq!(again.json()["unchanged"].as_array().unwrap().len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removal_drains_in_flight_requests_then_drops() {
     let (blue, green) = pair().await;
-    let config = admin_config(&[(&blue.url(), 1), (&green.url(), 1)], r#"{ "step-count": 1, "step-duration": "1s" }"#, "");
+    let config = admin_config(
+        &[(&blue.url(), 1), (&green.url(), 1)],
+        r#"{ "step-count": 1, "step-duration": "1s" }"#,
+        "",
+    );
     let gw = Arc::new(TestGateway::start_ready(&config).await);
 
     // Start slow requests until one lands on blue.
@@ -143,7 +195,10 @@ async fn removal_drains_in_flight_requests_then_drops() {
         let gw2 = gw.clone();
         let task = tokio::spawn(async move { gw2.get("/slow/2000").await });
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let listing = gw.admin(Method::GET, "/admin/domains/*/upstreams", None, None).await.json();
+        let listing = gw
+            .admin(Method::GET, "/admin/domains/*/upstreams", None, None)
+            .await
+            .json();
         let blue_in_flight = listing
             .as_array()
             .unwrap()
@@ -159,24 +214,52 @@ async fn removal_drains_in_flight_requests_then_drops() {
     }
     let slow = slow.expect("a slow request in flight to blue");
     let removal = gw
-        .admin(Method::PUT, "/admin/domains/*/upstreams", None, Some(&upstreams_json(&[(&green.url(), 1)])))
+        .admin(
+            Method::PUT,
+            "/admin/domains/*/upstreams",
+            None,
+            Some(&upstreams_json(&[(&green.url(), 1)])),
+        )
         .await;
     assert_eq!(removal.json()["removed"][0], blue.url());
-    let listing = gw.admin(Method::GET, "/admin/domains/*/upstreams", None, None).await.json();
-    let blue_entry = listing.as_array().unwrap().iter().find(|u| u["serviceLocation"] == blue.url()).unwrap().clone();
+    let listing = gw
+        .admin(Method::GET, "/admin/domains/*/upstreams", None, None)
+        .await
+        .json();
+    let blue_entry = listing
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["serviceLocation"] == blue.url())
+        .unwrap()
+        .clone();
     assert_eq!(blue_entry["state"], "draining");
     assert_eq!(blue_entry["effectiveWeight"], 0.0);
 
     let before = blue.request_count();
     let counts = count_batch(&gw, 50).await;
-    assert_eq!(counts.get("blue"), None, "new requests avoid the draining upstream");
+    assert_eq!(
+        counts.get("blue"),
+        None,
+        "new requests avoid the draining upstream"
+    );
     assert_eq!(blue.request_count(), before);
 
     let reply = slow.await.unwrap();
-    assert_eq!(reply.status, StatusCode::OK, "the in-flight request finished");
+    assert_eq!(
+        reply.status,
+        StatusCode::OK,
+        "the in-flight request finished"
+    );
     assert_eq!(reply.upstream(), "blue");
     assert_eventually!(
-        gw.admin(Method::GET, "/admin/domains/*/upstreams", None, None).await.json().as_array().unwrap().len() == 1,
+        gw.admin(Method::GET, "/admin/domains/*/upstreams", None, None)
+            .await
+            .json()
+            .as_array()
+            .unwrap()
+            .len()
+            == 1,
         "blue dropped after draining"
     );
 }
@@ -184,7 +267,11 @@ async fn removal_drains_in_flight_requests_then_drops() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn re_adding_a_draining_upstream_revives_it() {
     let (blue, green) = pair().await;
-    let config = admin_config(&[(&blue.url(), 1), (&green.url(), 1)], r#"{ "step-count": 1, "step-duration": "1s" }"#, "");
+    let config = admin_config(
+        &[(&blue.url(), 1), (&green.url(), 1)],
+        r#"{ "step-count": 1, "step-duration": "1s" }"#,
+        "",
+    );
     let gw = Arc::new(TestGateway::start_ready(&config).await);
     // Keep blue busy so it stays draining.
     let gw2 = gw.clone();
@@ -194,15 +281,36 @@ async fn re_adding_a_draining_upstream_revives_it() {
         }
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
-    gw.admin(Method::PUT, "/admin/domains/*/upstreams", None, Some(&upstreams_json(&[(&green.url(), 1)]))).await;
+    gw.admin(
+        Method::PUT,
+        "/admin/domains/*/upstreams",
+        None,
+        Some(&upstreams_json(&[(&green.url(), 1)])),
+    )
+    .await;
     let revived = gw
-        .admin(Method::PUT, "/admin/domains/*/upstreams", None, Some(&upstreams_json(&[(&blue.url(), 3), (&green.url(), 1)])))
+        .admin(
+            Method::PUT,
+            "/admin/domains/*/upstreams",
+            None,
+            Some(&upstreams_json(&[(&blue.url(), 3), (&green.url(), 1)])),
+        )
         .await
         .json();
-    let revived_or_added = revived["revived"].as_array().unwrap().len() + revived["added"].as_array().unwrap().len();
+    let revived_or_added =
+        revived["revived"].as_array().unwrap().len() + revived["added"].as_array().unwrap().len();
     assert_eq!(revived_or_added, 1, "{revived}");
-    let listing = gw.admin(Method::GET, "/admin/domains/*/upstreams", None, None).await.json();
-    let blue_entry = listing.as_array().unwrap().iter().find(|u| u["serviceLocation"] == blue.url()).unwrap().clone();
+    let listing = gw
+        .admin(Method::GET, "/admin/domains/*/upstreams", None, None)
+        .await
+        .json();
+    let blue_entry = listing
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["serviceLocation"] == blue.url())
+        .unwrap()
+        .clone();
     assert_eq!(blue_entry["state"], "serving");
     assert_eq!(blue_entry["effectiveWeight"], 3.0);
     busy.abort();
@@ -218,22 +326,52 @@ async fn invalid_put_changes_nothing_and_token_is_required() {
         r#", token: "s3cret""#,
     );
     let gw = TestGateway::start_ready(&config).await;
-    assert_eq!(gw.admin(Method::GET, "/admin/domains", None, None).await.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(gw.admin(Method::GET, "/admin/domains", Some("nope"), None).await.status, StatusCode::FORBIDDEN);
-    let domains = gw.admin(Method::GET, "/admin/domains", Some("s3cret"), None).await;
+    assert_eq!(
+        gw.admin(Method::GET, "/admin/domains", None, None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        gw.admin(Method::GET, "/admin/domains", Some("nope"), None)
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    let domains = gw
+        .admin(Method::GET, "/admin/domains", Some("s3cret"), None)
+        .await;
     assert_eq!(domains.status, StatusCode::OK);
     assert_eq!(domains.json()[0]["upstreams"], 2);
 
     let bad = r#"[{"serviceType": "swagger2", "serviceLocation": "http://x/", "weight": 1},
                   {"serviceType": "nope", "serviceLocation": "http://y", "weight": -2}]"#;
-    let reply = gw.admin(Method::PUT, "/admin/domains/*/upstreams", Some("s3cret"), Some(bad)).await;
+    let reply = gw
+        .admin(
+            Method::PUT,
+            "/admin/domains/*/upstreams",
+            Some("s3cret"),
+            Some(bad),
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     let errors = reply.json()["errors"].as_array().unwrap().clone();
     assert!(errors.len() >= 3, "every error listed: {errors:?}");
-    let listing = gw.admin(Method::GET, "/admin/domains/*/upstreams", Some("s3cret"), None).await.json();
+    let listing = gw
+        .admin(
+            Method::GET,
+            "/admin/domains/*/upstreams",
+            Some("s3cret"),
+            None,
+        )
+        .await
+        .json();
     assert_eq!(listing.as_array().unwrap().len(), 2);
     let counts = count_batch(&gw, 400).await;
-    assert!((296..=304).contains(&counts["blue"]), "3:1 untouched: {counts:?}");
+    assert!(
+        (296..=304).contains(&counts["blue"]),
+        "3:1 untouched: {counts:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -256,30 +394,56 @@ async fn watched_file_applies_edits_and_ignores_invalid_ones() {
 
     // An editor's save: write a temp file, rename it over.
     let temp = dir.join(".upstreams.json.swp");
-    std::fs::write(&temp, upstreams_json(&[(&blue.url(), 1), (&green.url(), 1)])).unwrap();
+    std::fs::write(
+        &temp,
+        upstreams_json(&[(&blue.url(), 1), (&green.url(), 1)]),
+    )
+    .unwrap();
     std::fs::rename(&temp, &upstreams).unwrap();
-    assert_eventually!(count_batch(&gw, 20).await.get("green").is_some(), "green joins");
+    assert_eventually!(
+        count_batch(&gw, 20).await.contains_key("green"),
+        "green joins"
+    );
     let joined = count_batch(&gw, 200).await;
     assert!((98..=102).contains(&joined["green"]), "1:1 {joined:?}");
 
     // Invalid edit: nothing changes, the error is counted.
-    std::fs::write(&upstreams, r#"[{"serviceType": "swagger2", "serviceLocation": "ftp://bad"}]"#).unwrap();
+    std::fs::write(
+        &upstreams,
+        r#"[{"serviceType": "swagger2", "serviceLocation": "ftp://bad"}]"#,
+    )
+    .unwrap();
     assert_eventually!(
-        String::from_utf8_lossy(&gw.get("/metrics").await.body).contains("buckler_config_reloads_total{result=\"error\"} 1"),
+        String::from_utf8_lossy(&gw.get("/metrics").await.body)
+            .contains("buckler_config_reloads_total{result=\"error\"} 1"),
         "error counted"
     );
     let kept = count_batch(&gw, 200).await;
-    assert!((98..=102).contains(&kept["green"]), "previous set kept: {kept:?}");
-    let listing = gw.admin(Method::GET, "/admin/domains/*/upstreams", None, None).await.json();
+    assert!(
+        (98..=102).contains(&kept["green"]),
+        "previous set kept: {kept:?}"
+    );
+    let listing = gw
+        .admin(Method::GET, "/admin/domains/*/upstreams", None, None)
+        .await
+        .json();
     assert_eq!(listing.as_array().unwrap().len(), 2);
 
     // The admin API writes through to the file.
     let put = gw
-        .admin(Method::PUT, "/admin/domains/*/upstreams", None, Some(&upstreams_json(&[(&green.url(), 1)])))
+        .admin(
+            Method::PUT,
+            "/admin/domains/*/upstreams",
+            None,
+            Some(&upstreams_json(&[(&green.url(), 1)])),
+        )
         .await;
     assert_eq!(put.status, StatusCode::OK);
     let on_disk = std::fs::read_to_string(&upstreams).unwrap();
-    assert!(on_disk.contains(&green.url()) && !on_disk.contains(&blue.url()), "{on_disk}");
+    assert!(
+        on_disk.contains(&green.url()) && !on_disk.contains(&blue.url()),
+        "{on_disk}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -320,21 +484,43 @@ async fn twenty_reloads_under_load_fail_no_request() {
     for i in 0..20 {
         write_config(1 + i % 3);
         let reply = gw.admin(Method::POST, "/admin/reload", None, None).await;
-        assert_eq!(reply.status, StatusCode::OK, "{}", String::from_utf8_lossy(&reply.body));
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
         tokio::time::sleep(Duration::from_millis(60)).await;
     }
     // A broken file is rejected and changes nothing.
     std::fs::write(&config_path, "{ listen: \"127.0.0.1:0\", domains: [ }").unwrap();
     let rejected = gw.admin(Method::POST, "/admin/reload", None, None).await;
     assert_eq!(rejected.status, StatusCode::BAD_REQUEST);
-    assert!(rejected.json()["errors"][0].as_str().unwrap().contains("buckler.json5:1:"), "{}", rejected.json());
+    assert!(
+        rejected.json()["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("buckler.json5:1:"),
+        "{}",
+        rejected.json()
+    );
     stop.store(true, Ordering::Relaxed);
     for task in load {
         task.await.unwrap();
     }
     assert!(sent.load(Ordering::Relaxed) > 100, "load was running");
-    assert_eq!(failures.load(Ordering::Relaxed), 0, "no request failed across 20 reloads");
+    assert_eq!(
+        failures.load(Ordering::Relaxed),
+        0,
+        "no request failed across 20 reloads"
+    );
     let metrics = String::from_utf8_lossy(&gw.get("/metrics").await.body).into_owned();
-    assert!(metrics.contains("buckler_config_reloads_total{result=\"ok\"} 20"), "{metrics}");
-    assert!(metrics.contains("buckler_config_reloads_total{result=\"error\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("buckler_config_reloads_total{result=\"ok\"} 20"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("buckler_config_reloads_total{result=\"error\"} 1"),
+        "{metrics}"
+    );
 }

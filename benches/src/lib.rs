@@ -9,13 +9,22 @@ pub fn route_mix(count: usize) -> (Vec<String>, Vec<String>, Vec<String>) {
     for i in 0..count {
         let service = i / 10;
         let (template, hit) = match i % 5 {
-            0 => (format!("/svc{service}/items{i}"), format!("/svc{service}/items{i}")),
-            1 => (format!("/svc{service}/users{i}/{{id}}"), format!("/svc{service}/users{i}/42")),
+            0 => (
+                format!("/svc{service}/items{i}"),
+                format!("/svc{service}/items{i}"),
+            ),
+            1 => (
+                format!("/svc{service}/users{i}/{{id}}"),
+                format!("/svc{service}/users{i}/42"),
+            ),
             2 => (
                 format!("/svc{service}/orders{i}/{{id: [0-9]+}}/lines"),
                 format!("/svc{service}/orders{i}/123/lines"),
             ),
-            3 => (format!("/svc{service}/files{i}/{{+path}}"), format!("/svc{service}/files{i}/a/b/c.txt")),
+            3 => (
+                format!("/svc{service}/files{i}/{{+path}}"),
+                format!("/svc{service}/files{i}/a/b/c.txt"),
+            ),
             _ => (
                 format!("/svc{service}/v{i}/things/{{id}}/parts/{{part}}"),
                 format!("/svc{service}/v{i}/things/9/parts/x"),

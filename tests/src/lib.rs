@@ -36,7 +36,10 @@ impl Reply {
 
     /// `upstream` field of a fake upstream's echo.
     pub fn upstream(&self) -> String {
-        self.json()["upstream"].as_str().unwrap_or_default().to_owned()
+        self.json()["upstream"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
     }
 
     /// First value of a header of the echoed request.
@@ -109,7 +112,8 @@ impl TestGateway {
     /// Loads the config from a file (so reloads can re-read it) and starts the gateway.
     pub async fn start_file(path: &Path) -> TestGateway {
         trace_init();
-        let config = buckler_config::load(path).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
+        let config =
+            buckler_config::load(path).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
         let gateway = RunningGateway::start(config).await.expect("gateway starts");
         let addr = gateway.addrs()[0];
         let http1 = Client::builder(TokioExecutor::new()).build_http();
@@ -122,17 +126,28 @@ impl TestGateway {
 
     /// `http://ADMIN_ADDR{path}`.
     pub fn admin_url(&self, path: &str) -> String {
-        let admin = self.gateway.admin_addr().expect("admin listener configured");
+        let admin = self
+            .gateway
+            .admin_addr()
+            .expect("admin listener configured");
         format!("http://{admin}{path}")
     }
 
     /// An admin call with an optional bearer token and JSON body.
-    pub async fn admin(&self, method: http::Method, path: &str, token: Option<&str>, body: Option<&str>) -> Reply {
+    pub async fn admin(
+        &self,
+        method: http::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> Reply {
         let mut request = Request::builder().method(method).uri(self.admin_url(path));
         if let Some(token) = token {
             request = request.header("authorization", format!("Bearer {token}"));
         }
-        let body = body.map(|b| Full::new(Bytes::from(b.to_owned()))).unwrap_or_default();
+        let body = body
+            .map(|b| Full::new(Bytes::from(b.to_owned())))
+            .unwrap_or_default();
         self.send(request.body(body).unwrap()).await
     }
 
@@ -174,7 +189,10 @@ impl TestGateway {
         let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new())
             .http2_only(true)
             .build_http();
-        let response = client.request(request).await.expect("h2 request reached the gateway");
+        let response = client
+            .request(request)
+            .await
+            .expect("h2 request reached the gateway");
         assert_eq!(response.version(), Version::HTTP_2);
         read(response).await
     }

@@ -109,7 +109,11 @@ impl WeightedPicker {
     }
 
     fn width(&self, index: usize) -> u64 {
-        let low = if index == 0 { 0 } else { self.bounds[index - 1] };
+        let low = if index == 0 {
+            0
+        } else {
+            self.bounds[index - 1]
+        };
         self.bounds[index] - low
     }
 
@@ -188,7 +192,12 @@ mod tests {
 
     #[test]
     fn picks_are_smooth_over_any_hundred_consecutive() {
-        for weights in [vec![10.0, 1.0], vec![3.0, 1.0], vec![1.0, 2.0, 3.0, 4.0], vec![1.0, 99.0]] {
+        for weights in [
+            vec![10.0, 1.0],
+            vec![3.0, 1.0],
+            vec![1.0, 2.0, 3.0, 4.0],
+            vec![1.0, 99.0],
+        ] {
             let picker = WeightedPicker::new(&weights, 0);
             let picks: Vec<usize> = (0..5_000).map(|_| picker.pick().unwrap()).collect();
             let total: f64 = weights.iter().sum();

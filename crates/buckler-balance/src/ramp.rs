@@ -124,7 +124,11 @@ mod tests {
         let mut ramp = WeightRamp::fixed(0.0, TEN_BY_ONE);
         ramp.retarget(10.0, at(100.0));
         assert_eq!(ramp.effective(at(100.0)), 0.0);
-        assert_eq!(ramp.effective(at(100.999)), 0.0, "the first step comes one step after");
+        assert_eq!(
+            ramp.effective(at(100.999)),
+            0.0,
+            "the first step comes one step after"
+        );
         for k in 1..=10 {
             assert_eq!(ramp.effective(at(100.0 + k as f64)), k as f64, "step {k}");
         }
@@ -138,7 +142,10 @@ mod tests {
         let mut ramp = WeightRamp::fixed(0.0, TEN_BY_ONE);
         ramp.retarget(5.0, at(0.0));
         let seen: Vec<f64> = (0..=10).map(|k| ramp.effective(at(k as f64))).collect();
-        assert_eq!(seen, vec![0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0]);
+        assert_eq!(
+            seen,
+            vec![0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0]
+        );
     }
 
     #[test]

@@ -20,9 +20,17 @@ pub struct ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.key.is_empty() {
-            write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file, self.line, self.column, self.message
+            )
         } else {
-            write!(f, "{}:{}:{}: {}: {}", self.file, self.line, self.column, self.key, self.message)
+            write!(
+                f,
+                "{}:{}:{}: {}: {}",
+                self.file, self.line, self.column, self.key, self.message
+            )
         }
     }
 }
@@ -95,7 +103,13 @@ impl Ctx {
         self.errors.len()
     }
 
-    pub(crate) fn error_pos(&mut self, line: u32, column: u32, path: &str, message: impl Into<String>) {
+    pub(crate) fn error_pos(
+        &mut self,
+        line: u32,
+        column: u32,
+        path: &str,
+        message: impl Into<String>,
+    ) {
         self.errors.push(ConfigError {
             file: self.file.clone(),
             line,
@@ -114,17 +128,32 @@ impl Ctx {
     }
 
     fn expected(&mut self, value: &Value, path: &str, what: &str) {
-        self.error_at(value, path, format!("expected {what}, found {}", value.kind.describe()));
+        self.error_at(
+            value,
+            path,
+            format!("expected {what}, found {}", value.kind.describe()),
+        );
     }
 
     /// Checks that `value` is an object whose keys are all in `fields`, none repeated, and
     /// every required one present.
-    pub(crate) fn object<'v>(&mut self, value: &'v Value, path: &str, fields: &[Field]) -> Option<Fields<'v>> {
+    pub(crate) fn object<'v>(
+        &mut self,
+        value: &'v Value,
+        path: &str,
+        fields: &[Field],
+    ) -> Option<Fields<'v>> {
         let Kind::Object(entries) = &value.kind else {
             self.expected(value, path, "an object");
             return None;
         };
-        let join = |key: &str| if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") };
+        let join = |key: &str| {
+            if path.is_empty() {
+                key.to_owned()
+            } else {
+                format!("{path}.{key}")
+            }
+        };
         let mut seen: Vec<&str> = Vec::new();
         let mut kept = Vec::new();
         for (key, item) in entries {
@@ -135,7 +164,11 @@ impl Ctx {
             seen.push(&key.name);
             if !fields.iter().any(|f| f.key == key.name) {
                 let valid: Vec<&str> = fields.iter().map(|f| f.key).collect();
-                self.error_key(key, &join(&key.name), format!("unknown key; valid keys here: {}", valid.join(", ")));
+                self.error_key(
+                    key,
+                    &join(&key.name),
+                    format!("unknown key; valid keys here: {}", valid.join(", ")),
+                );
                 continue;
             }
             kept.push((key.name.as_str(), item));
@@ -181,12 +214,19 @@ impl Ctx {
 
     pub(crate) fn uint(&mut self, value: &Value, path: &str, min: u64, max: u64) -> Option<u64> {
         match &value.kind {
-            Kind::Number { text, value: number } => {
+            Kind::Number {
+                text,
+                value: number,
+            } => {
                 if text.contains(['.', 'e', 'E']) || number.fract() != 0.0 {
                     self.error_at(value, path, format!("{text} is not an integer"));
                     None
                 } else if *number < min as f64 || *number > max as f64 {
-                    self.error_at(value, path, format!("{text} is out of range ({min} to {max})"));
+                    self.error_at(
+                        value,
+                        path,
+                        format!("{text} is out of range ({min} to {max})"),
+                    );
                     None
                 } else {
                     Some(*number as u64)
@@ -206,13 +246,21 @@ impl Ctx {
             } else {
                 ""
             };
-            self.error_at(value, path, format!("expected a duration, found {}{hint}", value.kind.describe()));
+            self.error_at(
+                value,
+                path,
+                format!("expected a duration, found {}{hint}", value.kind.describe()),
+            );
             return None;
         };
         match parse_duration(text) {
             Some(duration) => Some(duration),
             None => {
-                self.error_at(value, path, format!("{text:?} is not a duration like \"250ms\", \"3s\", \"2m\", \"1h\""));
+                self.error_at(
+                    value,
+                    path,
+                    format!("{text:?} is not a duration like \"250ms\", \"3s\", \"2m\", \"1h\""),
+                );
                 None
             }
         }
@@ -224,7 +272,13 @@ impl Ctx {
             Kind::String(text) => match parse_size(text) {
                 Some(size) => Some(size),
                 None => {
-                    self.error_at(value, path, format!("{text:?} is not a size like 1048576, \"512kb\", \"10mb\", \"1gb\""));
+                    self.error_at(
+                        value,
+                        path,
+                        format!(
+                            "{text:?} is not a size like 1048576, \"512kb\", \"10mb\", \"1gb\""
+                        ),
+                    );
                     None
                 }
             },
@@ -268,7 +322,9 @@ pub(crate) fn parse_duration(text: &str) -> Option<Duration> {
 /// Bytes with an optional unit: `512kb`, `10mb`, `1gb` (powers of 1024, case-insensitive).
 pub(crate) fn parse_size(text: &str) -> Option<u64> {
     let lower = text.trim().to_ascii_lowercase();
-    let split = lower.find(|c: char| !c.is_ascii_digit()).unwrap_or(lower.len());
+    let split = lower
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(lower.len());
     let (number, unit) = lower.split_at(split);
     let number: u64 = number.parse().ok()?;
     let factor: u64 = match unit.trim() {

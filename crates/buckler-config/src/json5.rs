@@ -23,7 +23,10 @@ pub enum Kind {
     Null,
     Bool(bool),
     /// The number as written, and its value.
-    Number { text: String, value: f64 },
+    Number {
+        text: String,
+        value: f64,
+    },
     String(String),
     Array(Vec<Value>),
     /// Entries in document order (duplicates kept: the validator reports them).
@@ -147,7 +150,9 @@ impl Parser {
                         }
                     }
                 }
-                Some('/') if self.strict => return Err(self.error("comments are not allowed in strict JSON")),
+                Some('/') if self.strict => {
+                    return Err(self.error("comments are not allowed in strict JSON"))
+                }
                 _ => return Ok(()),
             }
         }
@@ -160,7 +165,9 @@ impl Parser {
             Some('[') => self.array()?,
             Some('"') => Kind::String(self.string('"')?),
             Some('\'') if !self.strict => Kind::String(self.string('\'')?),
-            Some('\'') => return Err(self.error("single-quoted strings are not allowed in strict JSON")),
+            Some('\'') => {
+                return Err(self.error("single-quoted strings are not allowed in strict JSON"))
+            }
             Some(c) if c == '-' || c == '+' || c == '.' || c.is_ascii_digit() => self.number()?,
             Some(c) if c.is_alphabetic() => {
                 let word = self.identifier();
@@ -214,7 +221,9 @@ impl Parser {
             let name = match self.peek() {
                 Some('"') => self.string('"')?,
                 Some('\'') if !self.strict => self.string('\'')?,
-                Some(c) if !self.strict && (c.is_alphabetic() || c == '_' || c == '$') => self.identifier(),
+                Some(c) if !self.strict && (c.is_alphabetic() || c == '_' || c == '$') => {
+                    self.identifier()
+                }
                 Some(_) if self.strict => return Err(self.unexpected("a quoted key")),
                 _ => return Err(self.unexpected("a key")),
             };
@@ -359,7 +368,8 @@ impl Parser {
                 digits.push(c);
                 self.bump();
             }
-            let value = i64::from_str_radix(&digits, 16).map_err(|_| self.error("invalid hexadecimal number"))?;
+            let value = i64::from_str_radix(&digits, 16)
+                .map_err(|_| self.error("invalid hexadecimal number"))?;
             let value = if text == "-" { -value } else { value };
             return Ok(Kind::Number {
                 text: value.to_string(),
@@ -375,19 +385,17 @@ impl Parser {
             }
         }
         let digits = text.trim_start_matches(['-', '+']);
-        let strict_ok = !digits.starts_with('.')
-            && !digits.ends_with('.')
-            && !(digits.len() > 1 && digits.starts_with('0') && digits.as_bytes()[1].is_ascii_digit());
+        let leading_zero =
+            digits.len() > 1 && digits.starts_with('0') && digits.as_bytes()[1].is_ascii_digit();
+        let strict_ok = !(digits.starts_with('.') || digits.ends_with('.') || leading_zero);
         if self.strict && !strict_ok {
             return Err(self.error(format!("{text:?} is not a valid JSON number")));
         }
-        let value: f64 = text
-            .parse()
-            .map_err(|_| SyntaxError {
-                line: self.line,
-                column: self.column - (self.at - start) as u32,
-                message: format!("{text:?} is not a valid number"),
-            })?;
+        let value: f64 = text.parse().map_err(|_| SyntaxError {
+            line: self.line,
+            column: self.column - (self.at - start) as u32,
+            message: format!("{text:?} is not a valid number"),
+        })?;
         Ok(Kind::Number { text, value })
     }
 }
@@ -403,9 +411,14 @@ mod tests {
             false,
         )
         .unwrap();
-        let Kind::Object(entries) = value.kind else { panic!() };
+        let Kind::Object(entries) = value.kind else {
+            panic!()
+        };
         let names: Vec<&str> = entries.iter().map(|(k, _)| k.name.as_str()).collect();
-        assert_eq!(names, vec!["unquoted", "q", "hex", "half", "plus", "trailing"]);
+        assert_eq!(
+            names,
+            vec!["unquoted", "q", "hex", "half", "plus", "trailing"]
+        );
         assert_eq!(entries[0].1.kind, Kind::String("single".into()));
         assert!(matches!(entries[2].1.kind, Kind::Number { value, .. } if value == 31.0));
         assert_eq!((entries[1].0.line, entries[1].0.column), (2, 23));
@@ -415,10 +428,20 @@ mod tests {
     fn positions_of_errors() {
         let error = parse("{\n  a: 1,\n  b: ,\n}", false).unwrap_err();
         assert_eq!((error.line, error.column), (3, 6));
-        assert!(error.message.contains("expected a value"), "{}", error.message);
+        assert!(
+            error.message.contains("expected a value"),
+            "{}",
+            error.message
+        );
         assert!(parse("{ a: Infinity }", false).is_err());
-        assert!(parse("{ a: \"x }", false).unwrap_err().message.contains("string"));
-        assert!(parse(&"[".repeat(500), false).unwrap_err().message.contains("nesting"));
+        assert!(parse("{ a: \"x }", false)
+            .unwrap_err()
+            .message
+            .contains("string"));
+        assert!(parse(&"[".repeat(500), false)
+            .unwrap_err()
+            .message
+            .contains("nesting"));
     }
 
     #[test]
@@ -435,7 +458,10 @@ mod tests {
             "{\"a\": +1}",
             "{\"a\": 01}",
         ] {
-            assert!(parse(bad, true).is_err(), "{bad} must be rejected in strict mode");
+            assert!(
+                parse(bad, true).is_err(),
+                "{bad} must be rejected in strict mode"
+            );
         }
     }
 }

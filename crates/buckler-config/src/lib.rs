@@ -47,7 +47,11 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigErrors> {
 
 /// Validates a strict-JSON array of Upstream Service Objects (an `upstreams-file`, an etcd
 /// value, an admin request body). Any bad entry rejects the whole list, with every error.
-pub fn parse_upstreams(json: &str, source: &str, defaults: &LambdaDefaults) -> Result<Vec<UpstreamSpec>, ConfigErrors> {
+pub fn parse_upstreams(
+    json: &str,
+    source: &str,
+    defaults: &LambdaDefaults,
+) -> Result<Vec<UpstreamSpec>, ConfigErrors> {
     let mut ctx = errors::Ctx::new(source);
     let document = match json5::parse(json, true) {
         Ok(document) => document,

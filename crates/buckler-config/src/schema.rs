@@ -16,11 +16,21 @@ pub(crate) struct Field {
 
 impl Field {
     pub(crate) const fn req(key: &'static str, ty: Ty, doc: &'static str) -> Self {
-        Field { key, ty, required: true, doc }
+        Field {
+            key,
+            ty,
+            required: true,
+            doc,
+        }
     }
 
     pub(crate) const fn opt(key: &'static str, ty: Ty, doc: &'static str) -> Self {
-        Field { key, ty, required: false, doc }
+        Field {
+            key,
+            ty,
+            required: false,
+            doc,
+        }
     }
 }
 
@@ -43,7 +53,11 @@ pub(crate) enum Ty {
 }
 
 pub(crate) const TLS: &[Field] = &[
-    Field::req("cert", Ty::Str, "PEM certificate chain file (relative to the config file)."),
+    Field::req(
+        "cert",
+        Ty::Str,
+        "PEM certificate chain file (relative to the config file).",
+    ),
     Field::req("key", Ty::Str, "PEM private key file."),
 ];
 
@@ -53,46 +67,122 @@ pub(crate) const ADMIN: &[Field] = &[
 ];
 
 pub(crate) const PATHS: &[Field] = &[
-    Field::opt("healthcheck", Ty::Str, "Healthcheck path (default /healthcheck)."),
-    Field::opt("metrics", Ty::Str, "Prometheus metrics path (default /metrics)."),
-    Field::opt("spec", Ty::Str, "Merged OpenAPI document path (default /spec)."),
-    Field::opt("swagger1", Ty::Str, "Where Swagger 1.2 listings are fetched from upstreams (default /api-docs)."),
-    Field::opt("swagger2", Ty::Str, "Where Swagger 2.0 / OpenAPI 3 docs are fetched from upstreams (default /spec)."),
+    Field::opt(
+        "healthcheck",
+        Ty::Str,
+        "Healthcheck path (default /healthcheck).",
+    ),
+    Field::opt(
+        "metrics",
+        Ty::Str,
+        "Prometheus metrics path (default /metrics).",
+    ),
+    Field::opt(
+        "spec",
+        Ty::Str,
+        "Merged OpenAPI document path (default /spec).",
+    ),
+    Field::opt(
+        "swagger1",
+        Ty::Str,
+        "Where Swagger 1.2 listings are fetched from upstreams (default /api-docs).",
+    ),
+    Field::opt(
+        "swagger2",
+        Ty::Str,
+        "Where Swagger 2.0 / OpenAPI 3 docs are fetched from upstreams (default /spec).",
+    ),
 ];
 
 pub(crate) const LAMBDA: &[Field] = &[
     Field::opt("region", Ty::Str, "Region for bare function names."),
-    Field::opt("endpoint-url", Ty::Str, "Invoke API endpoint override (SAM local, LocalStack, tests)."),
+    Field::opt(
+        "endpoint-url",
+        Ty::Str,
+        "Invoke API endpoint override (SAM local, LocalStack, tests).",
+    ),
 ];
 
 pub(crate) const WEIGHTING: &[Field] = &[
-    Field::opt("step-count", Ty::UInt, "Steps in a weight transition (default 10, at least 1)."),
-    Field::opt("step-duration", Ty::Duration, "Time between steps (default \"3s\")."),
+    Field::opt(
+        "step-count",
+        Ty::UInt,
+        "Steps in a weight transition (default 10, at least 1).",
+    ),
+    Field::opt(
+        "step-duration",
+        Ty::Duration,
+        "Time between steps (default \"3s\").",
+    ),
 ];
 
 pub(crate) const ETCD: &[Field] = &[
     Field::req("endpoints", Ty::StrList, "etcd client URLs."),
-    Field::req("key", Ty::Str, "Key holding the strict-JSON upstream array."),
+    Field::req(
+        "key",
+        Ty::Str,
+        "Key holding the strict-JSON upstream array.",
+    ),
 ];
 
 pub(crate) const MIDDLEWARE_ENTRY: &[Field] = &[
-    Field::req("id", Ty::Str, "Unique id (case-insensitive); settings live in `middleware.{id}`."),
-    Field::req("builder", Ty::Enum(&["api-key-auth", "rate-limit", "response-cache"]), "Middleware kind."),
-    Field::opt("sla", Ty::Duration, "Time the middleware may take (default \"20ms\")."),
+    Field::req(
+        "id",
+        Ty::Str,
+        "Unique id (case-insensitive); settings live in `middleware.{id}`.",
+    ),
+    Field::req(
+        "builder",
+        Ty::Enum(&["api-key-auth", "rate-limit", "response-cache"]),
+        "Middleware kind.",
+    ),
+    Field::opt(
+        "sla",
+        Ty::Duration,
+        "Time the middleware may take (default \"20ms\").",
+    ),
 ];
 
 pub(crate) const MIDDLEWARE_SETTINGS: &[Field] = &[
-    Field::opt("header-name", Ty::Str, "api-key-auth: header carrying the key."),
+    Field::opt(
+        "header-name",
+        Ty::Str,
+        "api-key-auth: header carrying the key.",
+    ),
     Field::opt("allowed", Ty::StrList, "api-key-auth: accepted keys."),
-    Field::opt("case-sensitive", Ty::Bool, "api-key-auth: compare keys case-sensitively (default true)."),
-    Field::opt("calls-per", Ty::UInt, "rate-limit: calls allowed per window."),
-    Field::opt("per-seconds", Ty::UInt, "rate-limit: window length in seconds."),
-    Field::opt("bypass-header", Ty::Str, "rate-limit: requests with this header skip the limit."),
-    Field::opt("kvstore", Ty::Str, "rate-limit / response-cache: id of a `kvstores` entry."),
+    Field::opt(
+        "case-sensitive",
+        Ty::Bool,
+        "api-key-auth: compare keys case-sensitively (default true).",
+    ),
+    Field::opt(
+        "calls-per",
+        Ty::UInt,
+        "rate-limit: calls allowed per window.",
+    ),
+    Field::opt(
+        "per-seconds",
+        Ty::UInt,
+        "rate-limit: window length in seconds.",
+    ),
+    Field::opt(
+        "bypass-header",
+        Ty::Str,
+        "rate-limit: requests with this header skip the limit.",
+    ),
+    Field::opt(
+        "kvstore",
+        Ty::Str,
+        "rate-limit / response-cache: id of a `kvstores` entry.",
+    ),
 ];
 
 pub(crate) const LISTENER_ENTRY: &[Field] = &[
-    Field::req("id", Ty::Str, "Unique id; settings live in `listener-config.{id}`."),
+    Field::req(
+        "id",
+        Ty::Str,
+        "Unique id; settings live in `listener-config.{id}`.",
+    ),
     Field::req("builder", Ty::Enum(&["access-log"]), "Listener kind."),
 ];
 
@@ -108,38 +198,130 @@ pub(crate) const KVSTORE: &[Field] = &[
 ];
 
 pub(crate) const LOG: &[Field] = &[
-    Field::opt("request-headers", Ty::StrList, "Request headers copied into access logs."),
-    Field::opt("response-headers", Ty::StrList, "Response headers copied into access logs."),
+    Field::opt(
+        "request-headers",
+        Ty::StrList,
+        "Request headers copied into access logs.",
+    ),
+    Field::opt(
+        "response-headers",
+        Ty::StrList,
+        "Response headers copied into access logs.",
+    ),
 ];
 
 pub(crate) const DOMAIN: &[Field] = &[
-    Field::req("domain-name", Ty::Str, "Host matched against the Host header (port ignored); \"*\" catches the rest."),
-    Field::opt("upstream-weighting", Ty::Object(WEIGHTING), "How weight changes ramp."),
-    Field::opt("drain-timeout", Ty::Duration, "Longest a removed upstream drains (default \"60s\")."),
-    Field::opt("request-timeout", Ty::Duration, "Time to the upstream's response head (default \"5s\")."),
-    Field::opt("docs-refresh", Ty::Duration, "How often upstream docs are re-fetched (default \"60s\")."),
-    Field::opt("ignore-extensions", Ty::StrList, "Extensions stripped from the last path segment, e.g. [\"json\"]."),
-    Field::opt("upstream-watcher", Ty::Enum(&["static", "file", "etcd"]), "Where the upstream list comes from (default static)."),
-    Field::opt("upstreams", Ty::ObjectList(UPSTREAM_FIELDS), "static: the Upstream Service Objects."),
-    Field::opt("upstreams-file", Ty::Str, "file: a strict-JSON array of Upstream Service Objects, watched."),
-    Field::opt("etcd", Ty::Object(ETCD), "etcd: where the upstream array lives."),
-    Field::opt("middleware-chain", Ty::ObjectList(MIDDLEWARE_ENTRY), "Request middleware, in order."),
-    Field::opt("middleware", Ty::Map(MIDDLEWARE_SETTINGS), "Settings per middleware id."),
-    Field::opt("listeners", Ty::ObjectList(LISTENER_ENTRY), "Request listeners."),
-    Field::opt("listener-config", Ty::Map(LISTENER_SETTINGS), "Settings per listener id."),
+    Field::req(
+        "domain-name",
+        Ty::Str,
+        "Host matched against the Host header (port ignored); \"*\" catches the rest.",
+    ),
+    Field::opt(
+        "upstream-weighting",
+        Ty::Object(WEIGHTING),
+        "How weight changes ramp.",
+    ),
+    Field::opt(
+        "drain-timeout",
+        Ty::Duration,
+        "Longest a removed upstream drains (default \"60s\").",
+    ),
+    Field::opt(
+        "request-timeout",
+        Ty::Duration,
+        "Time to the upstream's response head (default \"5s\").",
+    ),
+    Field::opt(
+        "docs-refresh",
+        Ty::Duration,
+        "How often upstream docs are re-fetched (default \"60s\").",
+    ),
+    Field::opt(
+        "ignore-extensions",
+        Ty::StrList,
+        "Extensions stripped from the last path segment, e.g. [\"json\"].",
+    ),
+    Field::opt(
+        "upstream-watcher",
+        Ty::Enum(&["static", "file", "etcd"]),
+        "Where the upstream list comes from (default static).",
+    ),
+    Field::opt(
+        "upstreams",
+        Ty::ObjectList(UPSTREAM_FIELDS),
+        "static: the Upstream Service Objects.",
+    ),
+    Field::opt(
+        "upstreams-file",
+        Ty::Str,
+        "file: a strict-JSON array of Upstream Service Objects, watched.",
+    ),
+    Field::opt(
+        "etcd",
+        Ty::Object(ETCD),
+        "etcd: where the upstream array lives.",
+    ),
+    Field::opt(
+        "middleware-chain",
+        Ty::ObjectList(MIDDLEWARE_ENTRY),
+        "Request middleware, in order.",
+    ),
+    Field::opt(
+        "middleware",
+        Ty::Map(MIDDLEWARE_SETTINGS),
+        "Settings per middleware id.",
+    ),
+    Field::opt(
+        "listeners",
+        Ty::ObjectList(LISTENER_ENTRY),
+        "Request listeners.",
+    ),
+    Field::opt(
+        "listener-config",
+        Ty::Map(LISTENER_SETTINGS),
+        "Settings per listener id.",
+    ),
     Field::opt("kvstores", Ty::Map(KVSTORE), "Key-value stores by id."),
     Field::opt("log", Ty::Object(LOG), "Access-log header selection."),
 ];
 
 pub(crate) const ROOT: &[Field] = &[
-    Field::opt("listen", Ty::StrOrList, "Address(es) to listen on, \"ip:port\" (default 127.0.0.1:8080)."),
-    Field::opt("tls", Ty::Object(TLS), "TLS for the main listener (HTTP/1.1 and HTTP/2 via ALPN)."),
+    Field::opt(
+        "listen",
+        Ty::StrOrList,
+        "Address(es) to listen on, \"ip:port\" (default 127.0.0.1:8080).",
+    ),
+    Field::opt(
+        "tls",
+        Ty::Object(TLS),
+        "TLS for the main listener (HTTP/1.1 and HTTP/2 via ALPN).",
+    ),
     Field::opt("admin", Ty::Object(ADMIN), "The admin API listener."),
-    Field::opt("shutdown-grace", Ty::Duration, "How long in-flight requests may finish on shutdown (default \"30s\")."),
-    Field::opt("trust-proxies", Ty::UInt, "X-Forwarded-For hops to trust for Client-Address (default 0)."),
-    Field::opt("trust-x-forwarded-proto", Ty::Bool, "Take the scheme from X-Forwarded-Proto (default false)."),
-    Field::opt("max-request-body", Ty::Size, "Largest request body, bytes or \"10mb\" (default \"100mb\")."),
-    Field::opt("paths", Ty::Object(PATHS), "Local endpoint paths and upstream doc paths."),
+    Field::opt(
+        "shutdown-grace",
+        Ty::Duration,
+        "How long in-flight requests may finish on shutdown (default \"30s\").",
+    ),
+    Field::opt(
+        "trust-proxies",
+        Ty::UInt,
+        "X-Forwarded-For hops to trust for Client-Address (default 0).",
+    ),
+    Field::opt(
+        "trust-x-forwarded-proto",
+        Ty::Bool,
+        "Take the scheme from X-Forwarded-Proto (default false).",
+    ),
+    Field::opt(
+        "max-request-body",
+        Ty::Size,
+        "Largest request body, bytes or \"10mb\" (default \"100mb\").",
+    ),
+    Field::opt(
+        "paths",
+        Ty::Object(PATHS),
+        "Local endpoint paths and upstream doc paths.",
+    ),
     Field::opt("lambda", Ty::Object(LAMBDA), "Lambda defaults."),
     Field::req("domains", Ty::ObjectList(DOMAIN), "The domains served."),
 ];
@@ -173,8 +355,13 @@ fn object_schema(fields: &[Field]) -> Value {
         schema["description"] = Value::String(field.doc.to_owned());
         properties.insert(field.key.to_owned(), schema);
     }
-    let required: Vec<&str> = fields.iter().filter(|f| f.required).map(|f| f.key).collect();
-    let mut schema = json!({"type": "object", "properties": properties, "additionalProperties": false});
+    let required: Vec<&str> = fields
+        .iter()
+        .filter(|f| f.required)
+        .map(|f| f.key)
+        .collect();
+    let mut schema =
+        json!({"type": "object", "properties": properties, "additionalProperties": false});
     if !required.is_empty() {
         schema["required"] = json!(required);
     }
@@ -185,10 +372,19 @@ fn object_schema(fields: &[Field]) -> Value {
 /// tables the validator uses.
 pub fn json_schema() -> Value {
     let mut schema = object_schema(ROOT);
-    let object = schema.as_object_mut().map(std::mem::take).unwrap_or_default();
+    let object = schema
+        .as_object_mut()
+        .map(std::mem::take)
+        .unwrap_or_default();
     let mut out = Map::new();
-    out.insert("$schema".into(), json!("https://json-schema.org/draft/2020-12/schema"));
-    out.insert("$id".into(), json!("https://buckler.dev/schema/buckler.schema.json"));
+    out.insert(
+        "$schema".into(),
+        json!("https://json-schema.org/draft/2020-12/schema"),
+    );
+    out.insert(
+        "$id".into(),
+        json!("https://buckler.dev/schema/buckler.schema.json"),
+    );
     out.insert("title".into(), json!("Buckler configuration"));
     out.extend(object);
     schema = Value::Object(out);

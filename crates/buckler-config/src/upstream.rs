@@ -3,7 +3,10 @@
 
 use crate::errors::Ctx;
 use crate::json5::{Kind, Value};
-use crate::model::{HttpLocation, LambdaDefaults, LambdaLocation, Scheme, ServiceLocation, ServiceType, UpstreamSpec};
+use crate::model::{
+    HttpLocation, LambdaDefaults, LambdaLocation, Scheme, ServiceLocation, ServiceType,
+    UpstreamSpec,
+};
 use crate::schema::{Field, Ty};
 
 /// The keys of an Upstream Service Object.
@@ -21,7 +24,12 @@ pub(crate) const UPSTREAM_FIELDS: &[Field] = &[
 const MAX_WEIGHT: u64 = 1_000_000;
 
 /// Validates a list of upstream objects; every problem is reported, duplicates included.
-pub(crate) fn upstream_list(ctx: &mut Ctx, value: &Value, path: &str, defaults: &LambdaDefaults) -> Option<Vec<UpstreamSpec>> {
+pub(crate) fn upstream_list(
+    ctx: &mut Ctx,
+    value: &Value,
+    path: &str,
+    defaults: &LambdaDefaults,
+) -> Option<Vec<UpstreamSpec>> {
     let items = ctx.array(value, path)?;
     let before = ctx.error_count();
     let mut specs: Vec<(usize, UpstreamSpec)> = Vec::new();
@@ -32,7 +40,10 @@ pub(crate) fn upstream_list(ctx: &mut Ctx, value: &Value, path: &str, defaults: 
                 ctx.error_at(
                     item,
                     &item_path,
-                    format!("duplicate upstream {:?} (also at index {first})", spec.identity()),
+                    format!(
+                        "duplicate upstream {:?} (also at index {first})",
+                        spec.identity()
+                    ),
                 );
             }
             specs.push((index, spec));
@@ -41,7 +52,12 @@ pub(crate) fn upstream_list(ctx: &mut Ctx, value: &Value, path: &str, defaults: 
     (ctx.error_count() == before).then(|| specs.into_iter().map(|(_, s)| s).collect())
 }
 
-fn upstream(ctx: &mut Ctx, value: &Value, path: &str, defaults: &LambdaDefaults) -> Option<UpstreamSpec> {
+fn upstream(
+    ctx: &mut Ctx,
+    value: &Value,
+    path: &str,
+    defaults: &LambdaDefaults,
+) -> Option<UpstreamSpec> {
     let fields = ctx.object(value, path, UPSTREAM_FIELDS)?;
     let service_type = fields.get("serviceType").and_then(|v| {
         let name = ctx.string(v, &format!("{path}.serviceType"))?;
@@ -50,13 +66,17 @@ fn upstream(ctx: &mut Ctx, value: &Value, path: &str, defaults: &LambdaDefaults)
             ctx.error_at(
                 v,
                 &format!("{path}.serviceType"),
-                format!("unknown service type {name:?}; valid: {}", ServiceType::NAMES.join(", ")),
+                format!(
+                    "unknown service type {name:?}; valid: {}",
+                    ServiceType::NAMES.join(", ")
+                ),
             );
         }
         parsed
     });
     let location_value = fields.get("serviceLocation");
-    let location_text = location_value.and_then(|v| ctx.string(v, &format!("{path}.serviceLocation")));
+    let location_text =
+        location_value.and_then(|v| ctx.string(v, &format!("{path}.serviceLocation")));
     let weight = match fields.get("weight") {
         None => Some(1),
         Some(v) => weight(ctx, v, &format!("{path}.weight")),
@@ -67,7 +87,9 @@ fn upstream(ctx: &mut Ctx, value: &Value, path: &str, defaults: &LambdaDefaults)
     let location = match (&location_text, location_value) {
         (Some(text), Some(value)) => {
             let checked = match service_type {
-                Some(ServiceType::Lambda) => lambda_location(text, defaults).map(ServiceLocation::Lambda),
+                Some(ServiceType::Lambda) => {
+                    lambda_location(text, defaults).map(ServiceLocation::Lambda)
+                }
                 _ => http_location(text).map(ServiceLocation::Http),
             };
             match checked {
@@ -90,23 +112,45 @@ fn upstream(ctx: &mut Ctx, value: &Value, path: &str, defaults: &LambdaDefaults)
 
 fn weight(ctx: &mut Ctx, value: &Value, path: &str) -> Option<u32> {
     match &value.kind {
-        Kind::Number { text, value: number } => {
+        Kind::Number {
+            text,
+            value: number,
+        } => {
             let integral = !text.contains(['.', 'e', 'E']) && number.fract() == 0.0;
             if !integral {
-                ctx.error_at(value, path, format!("{text} is not an integer; weights are non-negative integers"));
+                ctx.error_at(
+                    value,
+                    path,
+                    format!("{text} is not an integer; weights are non-negative integers"),
+                );
                 None
             } else if *number < 0.0 {
-                ctx.error_at(value, path, format!("{text} is negative; weights are non-negative integers"));
+                ctx.error_at(
+                    value,
+                    path,
+                    format!("{text} is negative; weights are non-negative integers"),
+                );
                 None
             } else if *number > MAX_WEIGHT as f64 {
-                ctx.error_at(value, path, format!("{text} is above the maximum weight {MAX_WEIGHT}"));
+                ctx.error_at(
+                    value,
+                    path,
+                    format!("{text} is above the maximum weight {MAX_WEIGHT}"),
+                );
                 None
             } else {
                 Some(*number as u32)
             }
         }
         other => {
-            ctx.error_at(value, path, format!("expected a non-negative integer, found {}", other.describe()));
+            ctx.error_at(
+                value,
+                path,
+                format!(
+                    "expected a non-negative integer, found {}",
+                    other.describe()
+                ),
+            );
             None
         }
     }
@@ -142,7 +186,10 @@ pub(crate) fn http_location(text: &str) -> Result<HttpLocation, String> {
         if inside.parse::<std::net::Ipv6Addr>().is_err() {
             return Err(format!("invalid IPv6 address {inside:?}"));
         }
-        (format!("[{}]", inside.to_ascii_lowercase()), after.strip_prefix(':'))
+        (
+            format!("[{}]", inside.to_ascii_lowercase()),
+            after.strip_prefix(':'),
+        )
     } else {
         match rest.split_once(':') {
             Some((host, port)) => (host.to_ascii_lowercase(), Some(port)),
@@ -152,12 +199,19 @@ pub(crate) fn http_location(text: &str) -> Result<HttpLocation, String> {
     if host.is_empty() {
         return Err("missing host".to_owned());
     }
-    if !host.starts_with('[') && !host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_') {
+    if !host.starts_with('[')
+        && !host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
+    {
         return Err(format!("invalid host {host:?}"));
     }
     let port = match port {
         None => None,
-        Some(port) => Some(port.parse::<u16>().map_err(|_| format!("invalid port {port:?}"))?),
+        Some(port) => Some(
+            port.parse::<u16>()
+                .map_err(|_| format!("invalid port {port:?}"))?,
+        ),
     };
     let scheme_text = match scheme {
         Scheme::Http => "http",
@@ -177,21 +231,36 @@ pub(crate) fn http_location(text: &str) -> Result<HttpLocation, String> {
 
 /// A Lambda ARN `arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]`, or a bare function
 /// name with `lambda.region` set.
-pub(crate) fn lambda_location(text: &str, defaults: &LambdaDefaults) -> Result<LambdaLocation, String> {
+pub(crate) fn lambda_location(
+    text: &str,
+    defaults: &LambdaDefaults,
+) -> Result<LambdaLocation, String> {
     let valid_name = |name: &str| {
-        !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        !name.is_empty()
+            && name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     };
     let valid_qualifier = |q: &str| {
         q == "$LATEST"
-            || (!q.is_empty() && q.len() <= 128 && q.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+            || (!q.is_empty()
+                && q.len() <= 128
+                && q.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
     };
     if text.starts_with("arn:") {
         let parts: Vec<&str> = text.split(':').collect();
         if parts.len() < 7 || parts.len() > 8 || parts[2] != "lambda" || parts[5] != "function" {
-            return Err("expected arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]".to_owned());
+            return Err(
+                "expected arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]".to_owned(),
+            );
         }
         let region = parts[3];
-        let region_ok = region.split('-').count() >= 3 && region.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        let region_ok = region.split('-').count() >= 3
+            && region
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
         if !region_ok {
             return Err(format!("invalid region {region:?}"));
         }
@@ -220,7 +289,9 @@ pub(crate) fn lambda_location(text: &str, defaults: &LambdaDefaults) -> Result<L
         None => (text, None),
     };
     if !valid_name(name) {
-        return Err("expected a Lambda function ARN or name ([A-Za-z0-9-_], at most 64)".to_owned());
+        return Err(
+            "expected a Lambda function ARN or name ([A-Za-z0-9-_], at most 64)".to_owned(),
+        );
     }
     if let Some(q) = &qualifier {
         if !valid_qualifier(q) {
@@ -250,9 +321,18 @@ mod tests {
         assert_eq!(ok.normalized, "https://example.edu");
         assert_eq!(ok.port, None);
         assert_eq!(ok.port_or_default(), 443);
-        assert_eq!(http_location("http://example.edu:8080").unwrap().port, Some(8080));
-        assert_eq!(http_location("https://example.edu:443").unwrap().normalized, "https://example.edu:443");
-        assert_eq!(http_location("http://[::1]:9000").unwrap().normalized, "http://[::1]:9000");
+        assert_eq!(
+            http_location("http://example.edu:8080").unwrap().port,
+            Some(8080)
+        );
+        assert_eq!(
+            http_location("https://example.edu:443").unwrap().normalized,
+            "https://example.edu:443"
+        );
+        assert_eq!(
+            http_location("http://[::1]:9000").unwrap().normalized,
+            "http://[::1]:9000"
+        );
         for bad in [
             "",
             "/foobar",
@@ -277,18 +357,36 @@ mod tests {
     #[test]
     fn lambda_locations() {
         let defaults = LambdaDefaults::default();
-        let arn = lambda_location("arn:aws:lambda:us-east-1:123456789012:function:orders:live", &defaults).unwrap();
+        let arn = lambda_location(
+            "arn:aws:lambda:us-east-1:123456789012:function:orders:live",
+            &defaults,
+        )
+        .unwrap();
         assert_eq!(arn.region, "us-east-1");
         assert_eq!(arn.qualifier.as_deref(), Some("live"));
-        assert_eq!(arn.function_name, "arn:aws:lambda:us-east-1:123456789012:function:orders");
-        assert!(lambda_location("orders", &defaults).unwrap_err().contains("lambda.region"));
+        assert_eq!(
+            arn.function_name,
+            "arn:aws:lambda:us-east-1:123456789012:function:orders"
+        );
+        assert!(lambda_location("orders", &defaults)
+            .unwrap_err()
+            .contains("lambda.region"));
         let with_region = LambdaDefaults {
             region: Some("eu-west-1".into()),
             endpoint_url: None,
         };
-        assert_eq!(lambda_location("orders", &with_region).unwrap().region, "eu-west-1");
-        assert!(lambda_location("arn:aws:lambda:us-east-1:123:function:orders", &defaults).is_err());
-        assert!(lambda_location("arn:aws:s3:us-east-1:123456789012:function:orders", &defaults).is_err());
+        assert_eq!(
+            lambda_location("orders", &with_region).unwrap().region,
+            "eu-west-1"
+        );
+        assert!(
+            lambda_location("arn:aws:lambda:us-east-1:123:function:orders", &defaults).is_err()
+        );
+        assert!(lambda_location(
+            "arn:aws:s3:us-east-1:123456789012:function:orders",
+            &defaults
+        )
+        .is_err());
         assert!(lambda_location("bad name", &with_region).is_err());
     }
 }

@@ -30,15 +30,21 @@ pub(crate) fn config(ctx: &mut Ctx, root: &Value, file: &Path) -> Option<Config>
         Some(value) => listen(ctx, value),
     };
     let tls = optional(ctx, &fields, "tls", schema::TLS, |ctx, f, path| {
-        let cert = f.get("cert").and_then(|v| ctx.string(v, &format!("{path}.cert")))?;
-        let key = f.get("key").and_then(|v| ctx.string(v, &format!("{path}.key")))?;
+        let cert = f
+            .get("cert")
+            .and_then(|v| ctx.string(v, &format!("{path}.cert")))?;
+        let key = f
+            .get("key")
+            .and_then(|v| ctx.string(v, &format!("{path}.key")))?;
         Some(TlsConfig {
             cert: resolve(cert),
             key: resolve(key),
         })
     });
     let admin = optional(ctx, &fields, "admin", schema::ADMIN, |ctx, f, path| {
-        let listen = f.get("listen").and_then(|v| socket_addr(ctx, v, &format!("{path}.listen")))?;
+        let listen = f
+            .get("listen")
+            .and_then(|v| socket_addr(ctx, v, &format!("{path}.listen")))?;
         let token = match f.get("token") {
             None => Some(None),
             Some(v) => ctx.string(v, &format!("{path}.token")).map(|t| {
@@ -79,10 +85,23 @@ pub(crate) fn config(ctx: &mut Ctx, root: &Value, file: &Path) -> Option<Config>
         let mut names: Vec<(String, usize)> = Vec::new();
         let mut ok = true;
         for (i, item) in items.iter().enumerate() {
-            match domain(ctx, item, &format!("domains[{i}]"), &lambda_defaults, &resolve) {
+            match domain(
+                ctx,
+                item,
+                &format!("domains[{i}]"),
+                &lambda_defaults,
+                &resolve,
+            ) {
                 Some(d) => {
                     if let Some((_, first)) = names.iter().find(|(n, _)| *n == d.domain_name) {
-                        ctx.error_at(item, &format!("domains[{i}].domain-name"), format!("duplicate domain {:?} (also domains[{first}])", d.domain_name));
+                        ctx.error_at(
+                            item,
+                            &format!("domains[{i}].domain-name"),
+                            format!(
+                                "duplicate domain {:?} (also domains[{first}])",
+                                d.domain_name
+                            ),
+                        );
                         ok = false;
                     }
                     names.push((d.domain_name.clone(), i));
@@ -116,12 +135,20 @@ fn optional<T>(
     table: &[Field],
     build: impl FnOnce(&mut Ctx, &Fields<'_>, &str) -> Option<T>,
 ) -> Option<Option<T>> {
-    let Some(value) = fields.get(key) else { return Some(None) };
+    let Some(value) = fields.get(key) else {
+        return Some(None);
+    };
     let inner = ctx.object(value, key, table)?;
     build(ctx, &inner, key).map(Some)
 }
 
-fn duration_or(ctx: &mut Ctx, fields: &Fields<'_>, key: &str, prefix: &str, default: Duration) -> Option<Duration> {
+fn duration_or(
+    ctx: &mut Ctx,
+    fields: &Fields<'_>,
+    key: &str,
+    prefix: &str,
+    default: Duration,
+) -> Option<Duration> {
     match fields.get(key) {
         None => Some(default),
         Some(v) => ctx.duration(v, &join(prefix, key)),
@@ -141,7 +168,11 @@ fn socket_addr(ctx: &mut Ctx, value: &Value, path: &str) -> Option<SocketAddr> {
     match text.parse::<SocketAddr>() {
         Ok(addr) => Some(addr),
         Err(_) => {
-            ctx.error_at(value, path, format!("{text:?} is not an address like \"127.0.0.1:8080\" or \"[::]:8443\""));
+            ctx.error_at(
+                value,
+                path,
+                format!("{text:?} is not an address like \"127.0.0.1:8080\" or \"[::]:8443\""),
+            );
             None
         }
     }
@@ -163,7 +194,14 @@ fn listen(ctx: &mut Ctx, value: &Value) -> Option<Vec<SocketAddr>> {
             None
         }
         other => {
-            ctx.error_at(value, "listen", format!("expected an address or a list of addresses, found {}", other.describe()));
+            ctx.error_at(
+                value,
+                "listen",
+                format!(
+                    "expected an address or a list of addresses, found {}",
+                    other.describe()
+                ),
+            );
             None
         }
     }
@@ -184,7 +222,11 @@ fn paths(ctx: &mut Ctx, value: &Value) -> Option<Paths> {
         match ctx.string(v, &format!("paths.{key}")) {
             Some(p) if p.starts_with('/') => *slot = p,
             Some(p) => {
-                ctx.error_at(v, &format!("paths.{key}"), format!("{p:?} must start with \"/\""));
+                ctx.error_at(
+                    v,
+                    &format!("paths.{key}"),
+                    format!("{p:?} must start with \"/\""),
+                );
                 ok = false;
             }
             None => ok = false,
@@ -206,7 +248,11 @@ fn lambda(ctx: &mut Ctx, value: &Value) -> Option<LambdaDefaults> {
             if url.starts_with("http://") || url.starts_with("https://") {
                 Some(Some(url))
             } else {
-                ctx.error_at(v, "lambda.endpoint-url", format!("{url:?} is not an absolute http(s) URL"));
+                ctx.error_at(
+                    v,
+                    "lambda.endpoint-url",
+                    format!("{url:?} is not an absolute http(s) URL"),
+                );
                 None
             }
         }
@@ -229,9 +275,16 @@ fn domain(
     let domain_name = fields.get("domain-name").and_then(|v| {
         let name = ctx.string(v, &p("domain-name"))?.to_ascii_lowercase();
         let valid = name == "*"
-            || (!name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_'));
+            || (!name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_'));
         if !valid {
-            ctx.error_at(v, &p("domain-name"), format!("{name:?} is not a host name (no scheme, no port) or \"*\""));
+            ctx.error_at(
+                v,
+                &p("domain-name"),
+                format!("{name:?} is not a host name (no scheme, no port) or \"*\""),
+            );
         }
         valid.then_some(name)
     });
@@ -243,10 +296,11 @@ fn domain(
         Some(v) => {
             let wpath = p("upstream-weighting");
             ctx.object(v, &wpath, schema::WEIGHTING).and_then(|w| {
-                let step_count = w
-                    .get("step-count")
-                    .map_or(Some(10), |v| ctx.uint(v, &format!("{wpath}.step-count"), 1, 100_000));
-                let step_duration = duration_or(ctx, &w, "step-duration", &wpath, Duration::from_secs(3));
+                let step_count = w.get("step-count").map_or(Some(10), |v| {
+                    ctx.uint(v, &format!("{wpath}.step-count"), 1, 100_000)
+                });
+                let step_duration =
+                    duration_or(ctx, &w, "step-duration", &wpath, Duration::from_secs(3));
                 Some(UpstreamWeighting {
                     step_count: step_count? as u32,
                     step_duration: step_duration?,
@@ -255,7 +309,14 @@ fn domain(
         }
     };
     let drain_timeout = duration_or(ctx, &fields, "drain-timeout", path, Duration::from_secs(60));
-    let request_timeout = duration_or(ctx, &fields, "request-timeout", path, Duration::from_secs(5)).and_then(|d| {
+    let request_timeout = duration_or(
+        ctx,
+        &fields,
+        "request-timeout",
+        path,
+        Duration::from_secs(5),
+    )
+    .and_then(|d| {
         if d.is_zero() {
             if let Some(v) = fields.get("request-timeout") {
                 ctx.error_at(v, &p("request-timeout"), "must be greater than zero");
@@ -266,24 +327,34 @@ fn domain(
         }
     });
     let docs_refresh = duration_or(ctx, &fields, "docs-refresh", path, Duration::from_secs(60));
-    let ignore_extensions = fields.get("ignore-extensions").map_or(Some(Vec::new()), |v| {
-        ctx.str_list(v, &p("ignore-extensions")).map(|list| {
-            list.into_iter()
-                .map(|e| e.trim_start_matches('.').to_ascii_lowercase())
-                .collect()
-        })
-    });
+    let ignore_extensions = fields
+        .get("ignore-extensions")
+        .map_or(Some(Vec::new()), |v| {
+            ctx.str_list(v, &p("ignore-extensions")).map(|list| {
+                list.into_iter()
+                    .map(|e| e.trim_start_matches('.').to_ascii_lowercase())
+                    .collect()
+            })
+        });
     let watcher = watcher(ctx, &fields, value, path, lambda, resolve);
     let kvstores = kvstores(ctx, &fields, path);
-    let known_stores: Vec<String> = kvstores.as_ref().map(|k| k.keys().cloned().collect()).unwrap_or_default();
+    let known_stores: Vec<String> = kvstores
+        .as_ref()
+        .map(|k| k.keys().cloned().collect())
+        .unwrap_or_default();
     let middleware_chain = middleware(ctx, &fields, path, &known_stores);
     let listeners = listeners(ctx, &fields, path, resolve);
     let log = match fields.get("log") {
         None => Some(LogConfig::default()),
         Some(v) => ctx.object(v, &p("log"), schema::LOG).and_then(|l| {
-            let lower = |list: Vec<String>| list.into_iter().map(|h| h.to_ascii_lowercase()).collect();
-            let request = l.get("request-headers").map_or(Some(Vec::new()), |v| ctx.str_list(v, &format!("{path}.log.request-headers")));
-            let response = l.get("response-headers").map_or(Some(Vec::new()), |v| ctx.str_list(v, &format!("{path}.log.response-headers")));
+            let lower =
+                |list: Vec<String>| list.into_iter().map(|h| h.to_ascii_lowercase()).collect();
+            let request = l.get("request-headers").map_or(Some(Vec::new()), |v| {
+                ctx.str_list(v, &format!("{path}.log.request-headers"))
+            });
+            let response = l.get("response-headers").map_or(Some(Vec::new()), |v| {
+                ctx.str_list(v, &format!("{path}.log.response-headers"))
+            });
             Some(LogConfig {
                 request_headers: lower(request?),
                 response_headers: lower(response?),
@@ -319,14 +390,22 @@ fn watcher(
         Some(v) => {
             let kind = ctx.string(v, &p("upstream-watcher"))?;
             if !["static", "file", "etcd"].contains(&kind.as_str()) {
-                ctx.error_at(v, &p("upstream-watcher"), format!("unknown watcher {kind:?}; valid: static, file, etcd"));
+                ctx.error_at(
+                    v,
+                    &p("upstream-watcher"),
+                    format!("unknown watcher {kind:?}; valid: static, file, etcd"),
+                );
                 return None;
             }
             kind
         }
     };
     let mut ok = true;
-    for (key, owner) in [("upstreams", "static"), ("upstreams-file", "file"), ("etcd", "etcd")] {
+    for (key, owner) in [
+        ("upstreams", "static"),
+        ("upstreams-file", "file"),
+        ("etcd", "etcd"),
+    ] {
         if kind != owner {
             if let Some(v) = fields.get(key) {
                 ctx.error_at(v, &p(key), format!("only valid with \"upstream-watcher\": \"{owner}\" (this domain uses \"{kind}\")"));
@@ -340,27 +419,42 @@ fn watcher(
                 .string(v, &p("upstreams-file"))
                 .map(|f| UpstreamWatcher::File { path: resolve(f) }),
             None => {
-                ctx.error_at(domain, &p("upstreams-file"), "required with \"upstream-watcher\": \"file\"");
+                ctx.error_at(
+                    domain,
+                    &p("upstreams-file"),
+                    "required with \"upstream-watcher\": \"file\"",
+                );
                 None
             }
         },
         "etcd" => match fields.get("etcd") {
             Some(v) => ctx.object(v, &p("etcd"), schema::ETCD).and_then(|e| {
-                let endpoints = e.get("endpoints").and_then(|v| ctx.str_list(v, &format!("{path}.etcd.endpoints")));
-                let key = e.get("key").and_then(|v| ctx.string(v, &format!("{path}.etcd.key")));
+                let endpoints = e
+                    .get("endpoints")
+                    .and_then(|v| ctx.str_list(v, &format!("{path}.etcd.endpoints")));
+                let key = e
+                    .get("key")
+                    .and_then(|v| ctx.string(v, &format!("{path}.etcd.key")));
                 Some(UpstreamWatcher::Etcd {
                     endpoints: endpoints?,
                     key: key?,
                 })
             }),
             None => {
-                ctx.error_at(domain, &p("etcd"), "required with \"upstream-watcher\": \"etcd\"");
+                ctx.error_at(
+                    domain,
+                    &p("etcd"),
+                    "required with \"upstream-watcher\": \"etcd\"",
+                );
                 None
             }
         },
         _ => match fields.get("upstreams") {
-            None => Some(UpstreamWatcher::Static { upstreams: Vec::new() }),
-            Some(v) => upstream_list(ctx, v, &p("upstreams"), lambda).map(|upstreams| UpstreamWatcher::Static { upstreams }),
+            None => Some(UpstreamWatcher::Static {
+                upstreams: Vec::new(),
+            }),
+            Some(v) => upstream_list(ctx, v, &p("upstreams"), lambda)
+                .map(|upstreams| UpstreamWatcher::Static { upstreams }),
         },
     };
     if ok {
@@ -370,13 +464,24 @@ fn watcher(
     }
 }
 
-fn kvstores(ctx: &mut Ctx, fields: &Fields<'_>, path: &str) -> Option<BTreeMap<String, KvStoreSpec>> {
+fn kvstores(
+    ctx: &mut Ctx,
+    fields: &Fields<'_>,
+    path: &str,
+) -> Option<BTreeMap<String, KvStoreSpec>> {
     let Some(value) = fields.get("kvstores") else {
         return Some(BTreeMap::new());
     };
     let kpath = format!("{path}.kvstores");
     let Kind::Object(entries) = &value.kind else {
-        ctx.error_at(value, &kpath, format!("expected an object of stores by id, found {}", value.kind.describe()));
+        ctx.error_at(
+            value,
+            &kpath,
+            format!(
+                "expected an object of stores by id, found {}",
+                value.kind.describe()
+            ),
+        );
         return None;
     };
     let mut out = BTreeMap::new();
@@ -387,14 +492,25 @@ fn kvstores(ctx: &mut Ctx, fields: &Fields<'_>, path: &str) -> Option<BTreeMap<S
             ok = false;
             continue;
         };
-        let kind = f.get("type").and_then(|v| ctx.string(v, &format!("{ipath}.type")));
+        let kind = f
+            .get("type")
+            .and_then(|v| ctx.string(v, &format!("{ipath}.type")));
         let store = match kind.as_deref() {
             Some("memory") => Some(KvStoreSpec::Memory),
-            Some("redis") => match f.get("url").and_then(|v| ctx.string(v, &format!("{ipath}.url"))) {
-                Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => Some(KvStoreSpec::Redis { url }),
+            Some("redis") => match f
+                .get("url")
+                .and_then(|v| ctx.string(v, &format!("{ipath}.url")))
+            {
+                Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+                    Some(KvStoreSpec::Redis { url })
+                }
                 Some(url) => {
                     if let Some(v) = f.get("url") {
-                        ctx.error_at(v, &format!("{ipath}.url"), format!("{url:?} is not a redis:// URL"));
+                        ctx.error_at(
+                            v,
+                            &format!("{ipath}.url"),
+                            format!("{url:?} is not a redis:// URL"),
+                        );
                     }
                     None
                 }
@@ -405,7 +521,11 @@ fn kvstores(ctx: &mut Ctx, fields: &Fields<'_>, path: &str) -> Option<BTreeMap<S
             },
             Some(other) => {
                 if let Some(v) = f.get("type") {
-                    ctx.error_at(v, &format!("{ipath}.type"), format!("unknown store type {other:?}; valid: memory, redis"));
+                    ctx.error_at(
+                        v,
+                        &format!("{ipath}.type"),
+                        format!("unknown store type {other:?}; valid: memory, redis"),
+                    );
                 }
                 None
             }
@@ -421,20 +541,39 @@ fn kvstores(ctx: &mut Ctx, fields: &Fields<'_>, path: &str) -> Option<BTreeMap<S
     ok.then_some(out)
 }
 
-fn middleware(ctx: &mut Ctx, fields: &Fields<'_>, path: &str, stores: &[String]) -> Option<Vec<MiddlewareSpec>> {
+fn middleware(
+    ctx: &mut Ctx,
+    fields: &Fields<'_>,
+    path: &str,
+    stores: &[String],
+) -> Option<Vec<MiddlewareSpec>> {
     let settings: Vec<(String, &Value)> = match fields.get("middleware") {
         None => Vec::new(),
         Some(v) => match &v.kind {
-            Kind::Object(entries) => entries.iter().map(|(k, v)| (k.name.to_ascii_lowercase(), v)).collect(),
+            Kind::Object(entries) => entries
+                .iter()
+                .map(|(k, v)| (k.name.to_ascii_lowercase(), v))
+                .collect(),
             other => {
-                ctx.error_at(v, &format!("{path}.middleware"), format!("expected an object of settings by id, found {}", other.describe()));
+                ctx.error_at(
+                    v,
+                    &format!("{path}.middleware"),
+                    format!(
+                        "expected an object of settings by id, found {}",
+                        other.describe()
+                    ),
+                );
                 return None;
             }
         },
     };
     let Some(chain) = fields.get("middleware-chain") else {
         for (id, v) in &settings {
-            ctx.error_at(v, &format!("{path}.middleware.{id}"), "settings for a middleware that is not in middleware-chain");
+            ctx.error_at(
+                v,
+                &format!("{path}.middleware.{id}"),
+                "settings for a middleware that is not in middleware-chain",
+            );
         }
         return settings.is_empty().then(Vec::new);
     };
@@ -447,15 +586,24 @@ fn middleware(ctx: &mut Ctx, fields: &Fields<'_>, path: &str, stores: &[String])
             ok = false;
             continue;
         };
-        let id = f.get("id").and_then(|v| ctx.string(v, &format!("{ipath}.id"))).map(|s| s.to_ascii_lowercase());
-        let builder = f.get("builder").and_then(|v| ctx.string(v, &format!("{ipath}.builder")));
+        let id = f
+            .get("id")
+            .and_then(|v| ctx.string(v, &format!("{ipath}.id")))
+            .map(|s| s.to_ascii_lowercase());
+        let builder = f
+            .get("builder")
+            .and_then(|v| ctx.string(v, &format!("{ipath}.builder")));
         let sla = duration_or(ctx, &f, "sla", &ipath, Duration::from_millis(20));
         let (Some(id), Some(builder), Some(sla)) = (id, builder, sla) else {
             ok = false;
             continue;
         };
         if out.iter().any(|m: &MiddlewareSpec| m.id == id) {
-            ctx.error_at(item, &format!("{ipath}.id"), format!("duplicate middleware id {id:?}"));
+            ctx.error_at(
+                item,
+                &format!("{ipath}.id"),
+                format!("duplicate middleware id {id:?}"),
+            );
             ok = false;
             continue;
         }
@@ -471,7 +619,16 @@ fn middleware(ctx: &mut Ctx, fields: &Fields<'_>, path: &str, stores: &[String])
             },
             None => None,
         };
-        let built = build_middleware(ctx, &builder, own_fields.as_ref(), own.unwrap_or(item), &spath, stores, f.get("builder").unwrap_or(item), &ipath);
+        let built = build_middleware(
+            ctx,
+            &builder,
+            own_fields.as_ref(),
+            own.unwrap_or(item),
+            &spath,
+            stores,
+            f.get("builder").unwrap_or(item),
+            &ipath,
+        );
         match built {
             Some(builder) => out.push(MiddlewareSpec { id, builder, sla }),
             None => ok = false,
@@ -479,7 +636,11 @@ fn middleware(ctx: &mut Ctx, fields: &Fields<'_>, path: &str, stores: &[String])
     }
     for (id, v) in &settings {
         if !out.iter().any(|m| m.id == *id) && ok {
-            ctx.error_at(v, &format!("{path}.middleware.{id}"), "settings for a middleware that is not in middleware-chain");
+            ctx.error_at(
+                v,
+                &format!("{path}.middleware.{id}"),
+                "settings for a middleware that is not in middleware-chain",
+            );
             ok = false;
         }
     }
@@ -503,7 +664,11 @@ fn build_middleware(
             for field in schema::MIDDLEWARE_SETTINGS {
                 if !allowed.contains(&field.key) {
                     if let Some(v) = f.get(field.key) {
-                        ctx.error_at(v, &format!("{spath}.{}", field.key), format!("not a setting of {builder}; valid: {}", allowed.join(", ")));
+                        ctx.error_at(
+                            v,
+                            &format!("{spath}.{}", field.key),
+                            format!("not a setting of {builder}; valid: {}", allowed.join(", ")),
+                        );
                         ok = false;
                     }
                 }
@@ -519,7 +684,11 @@ fn build_middleware(
                 if stores.contains(&id) {
                     Some(Some(id))
                 } else {
-                    ctx.error_at(v, &format!("{spath}.kvstore"), format!("no kvstore named {id:?} in this domain"));
+                    ctx.error_at(
+                        v,
+                        &format!("{spath}.kvstore"),
+                        format!("no kvstore named {id:?} in this domain"),
+                    );
                     None
                 }
             }
@@ -528,18 +697,26 @@ fn build_middleware(
     let required = |ctx: &mut Ctx, key: &str| -> Option<&Value> {
         let found = settings.and_then(|f| f.get(key));
         if found.is_none() {
-            ctx.error_at(settings_value, &format!("{spath}.{key}"), format!("required by {builder}"));
+            ctx.error_at(
+                settings_value,
+                &format!("{spath}.{key}"),
+                format!("required by {builder}"),
+            );
         }
         found
     };
     match builder {
         "api-key-auth" => {
             let clean = only(ctx, &["header-name", "allowed", "case-sensitive"]);
-            let header = required(ctx, "header-name").and_then(|v| ctx.string(v, &format!("{spath}.header-name")));
-            let allowed = required(ctx, "allowed").and_then(|v| ctx.str_list(v, &format!("{spath}.allowed")));
+            let header = required(ctx, "header-name")
+                .and_then(|v| ctx.string(v, &format!("{spath}.header-name")));
+            let allowed =
+                required(ctx, "allowed").and_then(|v| ctx.str_list(v, &format!("{spath}.allowed")));
             let case = settings
                 .and_then(|f| f.get("case-sensitive"))
-                .map_or(Some(true), |v| ctx.boolean(v, &format!("{spath}.case-sensitive")));
+                .map_or(Some(true), |v| {
+                    ctx.boolean(v, &format!("{spath}.case-sensitive"))
+                });
             clean.then_some(())?;
             Some(MiddlewareBuilder::ApiKeyAuth {
                 header_name: header?.to_ascii_lowercase(),
@@ -548,12 +725,19 @@ fn build_middleware(
             })
         }
         "rate-limit" => {
-            let clean = only(ctx, &["calls-per", "per-seconds", "bypass-header", "kvstore"]);
-            let calls = required(ctx, "calls-per").and_then(|v| ctx.uint(v, &format!("{spath}.calls-per"), 1, u32::MAX as u64));
-            let per = required(ctx, "per-seconds").and_then(|v| ctx.uint(v, &format!("{spath}.per-seconds"), 1, 86_400));
+            let clean = only(
+                ctx,
+                &["calls-per", "per-seconds", "bypass-header", "kvstore"],
+            );
+            let calls = required(ctx, "calls-per")
+                .and_then(|v| ctx.uint(v, &format!("{spath}.calls-per"), 1, u32::MAX as u64));
+            let per = required(ctx, "per-seconds")
+                .and_then(|v| ctx.uint(v, &format!("{spath}.per-seconds"), 1, 86_400));
             let bypass = settings
                 .and_then(|f| f.get("bypass-header"))
-                .map_or(Some(String::new()), |v| ctx.string(v, &format!("{spath}.bypass-header")));
+                .map_or(Some(String::new()), |v| {
+                    ctx.string(v, &format!("{spath}.bypass-header"))
+                });
             let kvstore = store(ctx);
             clean.then_some(())?;
             Some(MiddlewareBuilder::RateLimit {
@@ -570,19 +754,37 @@ fn build_middleware(
             Some(MiddlewareBuilder::ResponseCache { kvstore: kvstore? })
         }
         other => {
-            ctx.error_at(builder_value, &format!("{ipath}.builder"), format!("unknown builder {other:?}; valid: api-key-auth, rate-limit, response-cache"));
+            ctx.error_at(
+                builder_value,
+                &format!("{ipath}.builder"),
+                format!(
+                    "unknown builder {other:?}; valid: api-key-auth, rate-limit, response-cache"
+                ),
+            );
             None
         }
     }
 }
 
-fn listeners(ctx: &mut Ctx, fields: &Fields<'_>, path: &str, resolve: &dyn Fn(String) -> PathBuf) -> Option<Vec<ListenerSpec>> {
+fn listeners(
+    ctx: &mut Ctx,
+    fields: &Fields<'_>,
+    path: &str,
+    resolve: &dyn Fn(String) -> PathBuf,
+) -> Option<Vec<ListenerSpec>> {
     let settings: Vec<(String, &Value)> = match fields.get("listener-config") {
         None => Vec::new(),
         Some(v) => match &v.kind {
             Kind::Object(entries) => entries.iter().map(|(k, v)| (k.name.clone(), v)).collect(),
             other => {
-                ctx.error_at(v, &format!("{path}.listener-config"), format!("expected an object of settings by id, found {}", other.describe()));
+                ctx.error_at(
+                    v,
+                    &format!("{path}.listener-config"),
+                    format!(
+                        "expected an object of settings by id, found {}",
+                        other.describe()
+                    ),
+                );
                 return None;
             }
         },
@@ -599,20 +801,32 @@ fn listeners(ctx: &mut Ctx, fields: &Fields<'_>, path: &str, resolve: &dyn Fn(St
             ok = false;
             continue;
         };
-        let id = f.get("id").and_then(|v| ctx.string(v, &format!("{ipath}.id")));
-        let builder = f.get("builder").and_then(|v| ctx.string(v, &format!("{ipath}.builder")));
+        let id = f
+            .get("id")
+            .and_then(|v| ctx.string(v, &format!("{ipath}.id")));
+        let builder = f
+            .get("builder")
+            .and_then(|v| ctx.string(v, &format!("{ipath}.builder")));
         let (Some(id), Some(builder)) = (id, builder) else {
             ok = false;
             continue;
         };
         if out.iter().any(|l| l.id == id) {
-            ctx.error_at(item, &format!("{ipath}.id"), format!("duplicate listener id {id:?}"));
+            ctx.error_at(
+                item,
+                &format!("{ipath}.id"),
+                format!("duplicate listener id {id:?}"),
+            );
             ok = false;
             continue;
         }
         if builder != "access-log" {
             if let Some(v) = f.get("builder") {
-                ctx.error_at(v, &format!("{ipath}.builder"), format!("unknown builder {builder:?}; valid: access-log"));
+                ctx.error_at(
+                    v,
+                    &format!("{ipath}.builder"),
+                    format!("unknown builder {builder:?}; valid: access-log"),
+                );
             }
             ok = false;
             continue;
@@ -621,10 +835,14 @@ fn listeners(ctx: &mut Ctx, fields: &Fields<'_>, path: &str, resolve: &dyn Fn(St
         let spath = format!("{path}.listener-config.{id}");
         let file = match own {
             None => Some(None),
-            Some(v) => ctx.object(v, &spath, schema::LISTENER_SETTINGS).and_then(|s| match s.get("path") {
-                None => Some(None),
-                Some(p) => ctx.string(p, &format!("{spath}.path")).map(|p| Some(resolve(p))),
-            }),
+            Some(v) => ctx
+                .object(v, &spath, schema::LISTENER_SETTINGS)
+                .and_then(|s| match s.get("path") {
+                    None => Some(None),
+                    Some(p) => ctx
+                        .string(p, &format!("{spath}.path"))
+                        .map(|p| Some(resolve(p))),
+                }),
         };
         match file {
             Some(file) => out.push(ListenerSpec {
@@ -636,7 +854,11 @@ fn listeners(ctx: &mut Ctx, fields: &Fields<'_>, path: &str, resolve: &dyn Fn(St
     }
     for (id, v) in &settings {
         if !out.iter().any(|l| l.id == *id) && ok {
-            ctx.error_at(v, &format!("{path}.listener-config.{id}"), "settings for a listener that is not in listeners");
+            ctx.error_at(
+                v,
+                &format!("{path}.listener-config.{id}"),
+                "settings for a listener that is not in listeners",
+            );
             ok = false;
         }
     }

@@ -19,11 +19,17 @@ use crate::local::upstream_health;
 const MAX_ADMIN_BODY: usize = 1024 * 1024;
 
 /// Handles one admin request.
-pub async fn handle(control: Arc<Control>, token: Option<Arc<str>>, request: Request<Incoming>) -> Response<ProxyBody> {
+pub async fn handle(
+    control: Arc<Control>,
+    token: Option<Arc<str>>,
+    request: Request<Incoming>,
+) -> Response<ProxyBody> {
     if let Err(error) = authorize(token.as_deref(), &request) {
         return error.into_response();
     }
-    route(&control, request).await.unwrap_or_else(GatewayError::into_response)
+    route(&control, request)
+        .await
+        .unwrap_or_else(GatewayError::into_response)
 }
 
 fn authorize(token: Option<&str>, request: &Request<Incoming>) -> Result<(), GatewayError> {
@@ -32,7 +38,10 @@ fn authorize(token: Option<&str>, request: &Request<Incoming>) -> Result<(), Gat
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim);
     match presented {
         None => Err(GatewayError::MissingCredential),
@@ -46,7 +55,10 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn route(control: &Arc<Control>, request: Request<Incoming>) -> Result<Response<ProxyBody>, GatewayError> {
+async fn route(
+    control: &Arc<Control>,
+    request: Request<Incoming>,
+) -> Result<Response<ProxyBody>, GatewayError> {
     let path = request.uri().path().to_owned();
     let segments: Vec<String> = path
         .trim_matches('/')
@@ -65,8 +77,12 @@ async fn route(control: &Arc<Control>, request: Request<Incoming>) -> Result<Res
             let body = read_body(request).await?;
             put_upstreams(control, &domain, &body)
         }
-        (Method::GET, ["admin", "domains", domain, "routes"]) => list_routes(control, domain).map(|v| ok_json(&v)),
-        (Method::GET, ["admin", "explain"]) => explain(control, request.uri().query().unwrap_or("")).map(|v| ok_json(&v)),
+        (Method::GET, ["admin", "domains", domain, "routes"]) => {
+            list_routes(control, domain).map(|v| ok_json(&v))
+        }
+        (Method::GET, ["admin", "explain"]) => {
+            explain(control, request.uri().query().unwrap_or("")).map(|v| ok_json(&v))
+        }
         (Method::POST, ["admin", "reload"]) => Ok(reload(control)),
         _ => Err(GatewayError::AdminNotFound {
             message: format!("no admin endpoint {} {path}", request.method()),
@@ -91,7 +107,10 @@ fn list_domains(control: &Control) -> Value {
     )
 }
 
-fn find_domain<'a>(table: &'a crate::table::RuntimeTable, name: &str) -> Result<&'a Arc<crate::table::DomainTable>, GatewayError> {
+fn find_domain<'a>(
+    table: &'a crate::table::RuntimeTable,
+    name: &str,
+) -> Result<&'a Arc<crate::table::DomainTable>, GatewayError> {
     let name = name.to_ascii_lowercase();
     table
         .domains()
@@ -105,10 +124,16 @@ fn find_domain<'a>(table: &'a crate::table::RuntimeTable, name: &str) -> Result<
 fn list_upstreams(control: &Control, domain: &str) -> Result<Value, GatewayError> {
     let table = control.table();
     let domain = find_domain(&table, domain)?;
-    Ok(Value::Array(domain.upstreams.iter().map(upstream_health).collect()))
+    Ok(Value::Array(
+        domain.upstreams.iter().map(upstream_health).collect(),
+    ))
 }
 
-fn put_upstreams(control: &Arc<Control>, domain: &str, body: &str) -> Result<Response<ProxyBody>, GatewayError> {
+fn put_upstreams(
+    control: &Arc<Control>,
+    domain: &str,
+    body: &str,
+) -> Result<Response<ProxyBody>, GatewayError> {
     match control.write_upstreams(&domain.to_ascii_lowercase(), body) {
         Ok(diff) => Ok(ok_json(&json!({
             "added": diff.added,
@@ -183,14 +208,20 @@ fn explain(control: &Control, query: &str) -> Result<Value, GatewayError> {
     let path = path.ok_or_else(|| invalid("query parameter `path` is required"))?;
     let method = Method::from_bytes(method.as_bytes()).map_err(|_| invalid("invalid method"))?;
     let table = control.table();
-    let host = domain.unwrap_or_else(|| "*".to_owned()).to_ascii_lowercase();
+    let host = domain
+        .unwrap_or_else(|| "*".to_owned())
+        .to_ascii_lowercase();
     let Some(domain) = table.domain_for(Some(&host)) else {
         return Ok(json!({"status": 404, "reason": format!("no domain serves host {host:?}")}));
     };
     let stripped = crate::headers::strip_extension(&path, &domain.settings.ignore_extensions);
     let routed_path = stripped.as_deref().unwrap_or(&path);
     Ok(match domain.routes.lookup(&method, routed_path) {
-        RouteMatch::Matched { template, method: declared, group } => json!({
+        RouteMatch::Matched {
+            template,
+            method: declared,
+            group,
+        } => json!({
             "status": 200,
             "domain": domain.settings.domain_name,
             "path": routed_path,
@@ -201,11 +232,15 @@ fn explain(control: &Control, query: &str) -> Result<Value, GatewayError> {
                 "effectiveWeight": c.weight,
             })).collect::<Vec<_>>(),
         }),
-        RouteMatch::Options { allow } => json!({"status": 200, "reason": "synthetic OPTIONS", "allow": allow}),
+        RouteMatch::Options { allow } => {
+            json!({"status": 200, "reason": "synthetic OPTIONS", "allow": allow})
+        }
         RouteMatch::MethodNotAllowed { allow } => {
             json!({"status": 405, "reason": "no matching template declares the method", "allow": allow})
         }
-        RouteMatch::NotFound => json!({"status": 404, "reason": "no template matches the path", "path": routed_path}),
+        RouteMatch::NotFound => {
+            json!({"status": 404, "reason": "no template matches the path", "path": routed_path})
+        }
     })
 }
 
@@ -244,9 +279,10 @@ fn ok_json(body: &Value) -> Response<ProxyBody> {
 fn json_response(status: StatusCode, body: &Value) -> Response<ProxyBody> {
     let mut response = Response::new(full_body(body.to_string()));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
 }
 

@@ -111,7 +111,11 @@ impl Control {
             .collect::<Result<_, _>>()?;
         let config_lambda_endpoint = config.lambda.endpoint_url.clone();
         let control = Arc::new(Control {
-            table: ArcSwap::from_pointee(RuntimeTable::build(Arc::new(config.clone()), 0, Vec::new())),
+            table: ArcSwap::from_pointee(RuntimeTable::build(
+                Arc::new(config.clone()),
+                0,
+                Vec::new(),
+            )),
             state: Mutex::new(ControlState {
                 config: Arc::new(config),
                 domains: Vec::new(),
@@ -134,7 +138,10 @@ impl Control {
             }
             control.publish_locked(&mut state);
         }
-        tokio::spawn(drive_ramps(Arc::downgrade(&control), control.ramps_changed.clone()));
+        tokio::spawn(drive_ramps(
+            Arc::downgrade(&control),
+            control.ramps_changed.clone(),
+        ));
         Ok(control)
     }
 
@@ -161,7 +168,9 @@ impl Control {
     fn lock(&self) -> MutexGuard<'_, ControlState> {
         // A panic while holding the lock cannot leave the state half-changed in a way that
         // matters more than stopping would: keep serving with it.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Rebuilds the table from the current upstream states and weights and swaps it in.
@@ -221,7 +230,11 @@ impl Control {
     }
 
     fn count_reload(&self, ok: bool) {
-        let counter = if ok { &self.reloads_ok } else { &self.reloads_error };
+        let counter = if ok {
+            &self.reloads_ok
+        } else {
+            &self.reloads_error
+        };
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -250,7 +263,11 @@ impl Control {
     /// Writes a new upstream set the way the domain's watcher expects: for `static`, applied
     /// directly; for `file`, written to the file (atomically) and applied, so every gateway
     /// watching the file converges. Strict JSON, validated whole first.
-    pub fn write_upstreams(self: &Arc<Self>, domain_name: &str, body: &str) -> Result<UpstreamDiff, ChangeError> {
+    pub fn write_upstreams(
+        self: &Arc<Self>,
+        domain_name: &str,
+        body: &str,
+    ) -> Result<UpstreamDiff, ChangeError> {
         let (watcher, lambda) = {
             let state = self.lock();
             let domain = state
@@ -258,9 +275,13 @@ impl Control {
                 .iter()
                 .find(|d| d.settings.domain_name == domain_name)
                 .ok_or_else(|| ChangeError::UnknownDomain(domain_name.to_owned()))?;
-            (domain.settings.upstream_watcher.clone(), state.config.lambda.clone())
+            (
+                domain.settings.upstream_watcher.clone(),
+                state.config.lambda.clone(),
+            )
         };
-        let specs = buckler_config::parse_upstreams(body, "request body", &lambda).map_err(ChangeError::Invalid)?;
+        let specs = buckler_config::parse_upstreams(body, "request body", &lambda)
+            .map_err(ChangeError::Invalid)?;
         match watcher {
             UpstreamWatcher::Static { .. } => {}
             UpstreamWatcher::File { path } => write_atomically(&path, body)?,
@@ -304,14 +325,19 @@ impl Control {
             .collect::<Result<_, _>>()?;
         let mut state = self.lock();
         if state.config.listen != config.listen {
-            tracing::warn!("`listen` changed: listeners are never rebound by a reload; restart to apply");
+            tracing::warn!(
+                "`listen` changed: listeners are never rebound by a reload; restart to apply"
+            );
         }
         let config = Arc::new(config);
         state.config = config.clone();
         let mut old: Vec<DomainState> = std::mem::take(&mut state.domains);
         let mut kept = 0;
         for (settings, specs) in config.domains.iter().zip(specs) {
-            match old.iter().position(|d| d.settings.domain_name == settings.domain_name) {
+            match old
+                .iter()
+                .position(|d| d.settings.domain_name == settings.domain_name)
+            {
                 Some(i) => {
                     let mut domain = old.swap_remove(i);
                     self.update_domain_settings(&mut domain, settings);
@@ -333,10 +359,17 @@ impl Control {
         self.publish_locked(&mut state);
         drop(state);
         self.ramps_changed.notify_one();
-        Ok(format!("{kept} domains kept, {added} added, {removed} removed"))
+        Ok(format!(
+            "{kept} domains kept, {added} added, {removed} removed"
+        ))
     }
 
-    fn new_domain(self: &Arc<Self>, settings: &DomainConfig, specs: Vec<UpstreamSpec>, config: &Config) -> DomainState {
+    fn new_domain(
+        self: &Arc<Self>,
+        settings: &DomainConfig,
+        specs: Vec<UpstreamSpec>,
+        config: &Config,
+    ) -> DomainState {
         let mut domain = DomainState {
             settings: settings.clone(),
             upstreams: Vec::new(),
@@ -365,7 +398,12 @@ impl Control {
     }
 
     /// The heart of every change: compare the wanted set with the tracked one.
-    fn diff_upstreams(self: &Arc<Self>, domain: &mut DomainState, specs: Vec<UpstreamSpec>, config: &Config) -> UpstreamDiff {
+    fn diff_upstreams(
+        self: &Arc<Self>,
+        domain: &mut DomainState,
+        specs: Vec<UpstreamSpec>,
+        config: &Config,
+    ) -> UpstreamDiff {
         let now = self.now();
         let schedule = schedule_of(&domain.settings);
         let mut diff = UpstreamDiff::default();
@@ -374,10 +412,9 @@ impl Control {
             let identity = spec.identity().to_owned();
             wanted_ids.push(identity.clone());
             let weight = f64::from(spec.weight);
-            let existing = domain
-                .upstreams
-                .iter_mut()
-                .find(|t| t.handle.identity() == identity && t.handle.spec.service_type == spec.service_type);
+            let existing = domain.upstreams.iter_mut().find(|t| {
+                t.handle.identity() == identity && t.handle.spec.service_type == spec.service_type
+            });
             match existing {
                 Some(tracked) if tracked.handle.state() == UpstreamState::Draining => {
                     // Re-added before it was dropped: it serves again at once (Shield lost it).
@@ -400,7 +437,11 @@ impl Control {
                 }
                 None => {
                     // Same location under another service type: the old one is replaced.
-                    if let Some(i) = domain.upstreams.iter().position(|t| t.handle.identity() == identity) {
+                    if let Some(i) = domain
+                        .upstreams
+                        .iter()
+                        .position(|t| t.handle.identity() == identity)
+                    {
                         domain.upstreams.remove(i).stop();
                     }
                     let handle = Arc::new(UpstreamHandle::new(spec, &domain.settings.domain_name));
@@ -417,7 +458,9 @@ impl Control {
         }
         for tracked in &mut domain.upstreams {
             let identity = tracked.handle.identity();
-            if wanted_ids.iter().any(|w| w == identity) || tracked.handle.state() == UpstreamState::Draining {
+            if wanted_ids.iter().any(|w| w == identity)
+                || tracked.handle.state() == UpstreamState::Draining
+            {
                 continue;
             }
             tracked.handle.start_draining();
@@ -442,7 +485,12 @@ impl Control {
         diff
     }
 
-    fn spawn_loader(self: &Arc<Self>, handle: &Arc<UpstreamHandle>, settings: &DomainConfig, config: &Config) -> AbortHandle {
+    fn spawn_loader(
+        self: &Arc<Self>,
+        handle: &Arc<UpstreamHandle>,
+        settings: &DomainConfig,
+        config: &Config,
+    ) -> AbortHandle {
         tokio::spawn(crate::docs_loader::run(
             Arc::downgrade(self),
             self.client.clone(),
@@ -470,18 +518,20 @@ impl Control {
         let mut state = self.lock();
         let mut dropped = false;
         for domain in &mut state.domains {
-            if let Some(i) = domain
-                .upstreams
-                .iter()
-                .position(|t| Arc::ptr_eq(&t.handle, handle) && t.handle.state() == UpstreamState::Draining)
-            {
+            if let Some(i) = domain.upstreams.iter().position(|t| {
+                Arc::ptr_eq(&t.handle, handle) && t.handle.state() == UpstreamState::Draining
+            }) {
                 let tracked = domain.upstreams.remove(i);
                 tracked.loader.abort();
                 dropped = true;
             }
         }
         if dropped {
-            tracing::info!(upstream = handle.identity(), in_flight = handle.in_flight(), "drained upstream dropped");
+            tracing::info!(
+                upstream = handle.identity(),
+                in_flight = handle.in_flight(),
+                "drained upstream dropped"
+            );
             self.publish_locked(&mut state);
         }
     }
@@ -524,7 +574,10 @@ fn schedule_of(settings: &DomainConfig) -> RampSchedule {
     }
 }
 
-fn initial_upstreams(settings: &DomainConfig, config: &Config) -> Result<Vec<UpstreamSpec>, SetupError> {
+fn initial_upstreams(
+    settings: &DomainConfig,
+    config: &Config,
+) -> Result<Vec<UpstreamSpec>, SetupError> {
     let error = |reason: String| SetupError::Upstreams {
         domain: settings.domain_name.clone(),
         reason,
@@ -532,8 +585,12 @@ fn initial_upstreams(settings: &DomainConfig, config: &Config) -> Result<Vec<Ups
     match &settings.upstream_watcher {
         UpstreamWatcher::Static { upstreams } => Ok(upstreams.clone()),
         UpstreamWatcher::File { path } => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| error(format!("cannot read upstreams-file {}: {e}", path.display())))?;
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                error(format!(
+                    "cannot read upstreams-file {}: {e}",
+                    path.display()
+                ))
+            })?;
             buckler_config::parse_upstreams(&text, &path.display().to_string(), &config.lambda)
                 .map_err(|e| error(e.to_string()))
         }
@@ -547,7 +604,9 @@ fn initial_upstreams(settings: &DomainConfig, config: &Config) -> Result<Vec<Ups
 async fn drive_ramps(control: Weak<Control>, wake: Arc<Notify>) {
     loop {
         let (next, origin) = {
-            let Some(control) = control.upgrade() else { return };
+            let Some(control) = control.upgrade() else {
+                return;
+            };
             (control.next_ramp_step(), control.origin)
         };
         // Holds no strong reference, so the control plane can still be dropped.
@@ -592,8 +651,12 @@ async fn watch_file(control: Weak<Control>, domain: String, path: std::path::Pat
     let mut last = std::fs::read(&path).ok();
     loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        let Some(control) = control.upgrade() else { return };
-        let Ok(bytes) = std::fs::read(&path) else { continue };
+        let Some(control) = control.upgrade() else {
+            return;
+        };
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
         if last.as_deref() == Some(bytes.as_slice()) {
             continue;
         }

@@ -30,7 +30,8 @@ pub async fn load_docs(
 ) -> Result<UpstreamDocs, String> {
     let limits = Limits::default();
     if let Some(target) = &upstream.lambda_target {
-        let bytes = crate::lambda::fetch_document(control, target, &paths.swagger2, FETCH_TIMEOUT).await?;
+        let bytes =
+            crate::lambda::fetch_document(control, target, &paths.swagger2, FETCH_TIMEOUT).await?;
         if bytes.len() > limits.max_bytes {
             return Err(format!("document larger than {} bytes", limits.max_bytes));
         }
@@ -66,7 +67,8 @@ pub async fn load_docs(
         }
         ServiceType::Swagger1 => {
             let listing = fetch(paths.swagger1.clone()).await?;
-            let apis = buckler_docs::swagger1_listing(&listing, &limits).map_err(|e| e.to_string())?;
+            let apis =
+                buckler_docs::swagger1_listing(&listing, &limits).map_err(|e| e.to_string())?;
             let mut declarations = Vec::with_capacity(apis.len());
             for api in apis {
                 declarations.push(fetch(format!("{}{}", paths.swagger1, api)).await?.to_vec());
@@ -77,7 +79,9 @@ pub async fn load_docs(
             parts.extend(declarations.iter().map(|d| d.as_slice()));
             (model, fingerprint(&parts))
         }
-        ServiceType::Lambda => return Err("a lambda upstream needs a function ARN or name".to_owned()),
+        ServiceType::Lambda => {
+            return Err("a lambda upstream needs a function ARN or name".to_owned())
+        }
     };
     routable(&model, fingerprint)
 }
@@ -125,7 +129,9 @@ pub async fn run(
 ) {
     let mut backoff = FIRST_BACKOFF;
     loop {
-        let Some(strong) = control.upgrade() else { return };
+        let Some(strong) = control.upgrade() else {
+            return;
+        };
         let loaded = load_docs(&strong, &client, &upstream, &paths).await;
         drop(strong);
         let delay = match loaded {
@@ -137,7 +143,9 @@ pub async fn run(
                 let first = !upstream.has_served();
                 upstream.set_docs(Arc::new(docs));
                 if changed || first {
-                    let Some(control) = control.upgrade() else { return };
+                    let Some(control) = control.upgrade() else {
+                        return;
+                    };
                     tracing::info!(
                         upstream = upstream.identity(),
                         domain = %upstream.domain,
@@ -159,7 +167,11 @@ pub async fn run(
                 if control.strong_count() == 0 {
                     return;
                 }
-                let delay = if upstream.docs().is_some() { refresh } else { jitter(backoff) };
+                let delay = if upstream.docs().is_some() {
+                    refresh
+                } else {
+                    jitter(backoff)
+                };
                 backoff = (backoff * 2).min(MAX_BACKOFF);
                 delay
             }

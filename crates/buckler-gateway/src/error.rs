@@ -46,7 +46,10 @@ pub enum GatewayError {
     #[error("the bearer token is not valid")]
     WrongCredential,
     #[error("{message}")]
-    InvalidInput { message: String, errors: Vec<String> },
+    InvalidInput {
+        message: String,
+        errors: Vec<String>,
+    },
     #[error("{message}")]
     AdminNotFound { message: String },
     #[error("{message}")]
@@ -57,7 +60,9 @@ impl GatewayError {
     /// The status this failure is answered with.
     pub fn status(&self) -> StatusCode {
         match self {
-            GatewayError::UnknownHost { .. } | GatewayError::NoRoute { .. } => StatusCode::NOT_FOUND,
+            GatewayError::UnknownHost { .. } | GatewayError::NoRoute { .. } => {
+                StatusCode::NOT_FOUND
+            }
             GatewayError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             GatewayError::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
@@ -71,7 +76,9 @@ impl GatewayError {
             GatewayError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             GatewayError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            GatewayError::MalformedRequest { .. } | GatewayError::InvalidInput { .. } => StatusCode::BAD_REQUEST,
+            GatewayError::MalformedRequest { .. } | GatewayError::InvalidInput { .. } => {
+                StatusCode::BAD_REQUEST
+            }
             GatewayError::MissingCredential => StatusCode::UNAUTHORIZED,
             GatewayError::WrongCredential => StatusCode::FORBIDDEN,
             GatewayError::AdminNotFound { .. } => StatusCode::NOT_FOUND,
@@ -89,7 +96,10 @@ impl GatewayError {
         let mut response = Response::new(full_body(body.to_string()));
         *response.status_mut() = status;
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         if let GatewayError::MethodNotAllowed { allow, .. } = &self {
             if let Ok(value) = HeaderValue::from_str(allow) {
                 headers.insert(header::ALLOW, value);
@@ -126,10 +136,18 @@ mod tests {
             (GatewayError::UnknownHost { host: "x".into() }, 404),
             (GatewayError::NoRoute { path: "/x".into() }, 404),
             (
-                GatewayError::MethodNotAllowed { method: "PUT".into(), allow: "GET, HEAD".into() },
+                GatewayError::MethodNotAllowed {
+                    method: "PUT".into(),
+                    allow: "GET, HEAD".into(),
+                },
                 405,
             ),
-            (GatewayError::UnsupportedMediaType { content_type: "text/plain".into() }, 415),
+            (
+                GatewayError::UnsupportedMediaType {
+                    content_type: "text/plain".into(),
+                },
+                415,
+            ),
             (GatewayError::NotAcceptable, 406),
             (GatewayError::NoHealthyUpstream, 503),
             (GatewayError::UpstreamConnect, 502),
@@ -138,15 +156,51 @@ mod tests {
             (GatewayError::HeadersTooLarge { limit: 65536 }, 431),
             (GatewayError::BodyTooLarge { limit: 10 }, 413),
             (GatewayError::MalformedRequest { reason: "bad" }, 400),
-            (GatewayError::LambdaFunctionError { detail: "boom".into() }, 502),
-            (GatewayError::LambdaBadResponse { cause: "bad base64".into() }, 502),
-            (GatewayError::LambdaThrottled { retry_after_seconds: Some(3) }, 503),
-            (GatewayError::LambdaInvokeFailed { cause: "no such function".into() }, 502),
+            (
+                GatewayError::LambdaFunctionError {
+                    detail: "boom".into(),
+                },
+                502,
+            ),
+            (
+                GatewayError::LambdaBadResponse {
+                    cause: "bad base64".into(),
+                },
+                502,
+            ),
+            (
+                GatewayError::LambdaThrottled {
+                    retry_after_seconds: Some(3),
+                },
+                503,
+            ),
+            (
+                GatewayError::LambdaInvokeFailed {
+                    cause: "no such function".into(),
+                },
+                502,
+            ),
             (GatewayError::MissingCredential, 401),
             (GatewayError::WrongCredential, 403),
-            (GatewayError::InvalidInput { message: "bad list".into(), errors: vec!["x".into()] }, 400),
-            (GatewayError::AdminNotFound { message: "no such domain".into() }, 404),
-            (GatewayError::AdminUnavailable { message: "etcd".into() }, 501),
+            (
+                GatewayError::InvalidInput {
+                    message: "bad list".into(),
+                    errors: vec!["x".into()],
+                },
+                400,
+            ),
+            (
+                GatewayError::AdminNotFound {
+                    message: "no such domain".into(),
+                },
+                404,
+            ),
+            (
+                GatewayError::AdminUnavailable {
+                    message: "etcd".into(),
+                },
+                501,
+            ),
         ];
         for (error, status) in cases {
             let message = error.to_string();
@@ -161,14 +215,20 @@ mod tests {
 
     #[test]
     fn throttle_carries_retry_after() {
-        let response = GatewayError::LambdaThrottled { retry_after_seconds: Some(3) }.into_response();
+        let response = GatewayError::LambdaThrottled {
+            retry_after_seconds: Some(3),
+        }
+        .into_response();
         assert_eq!(response.headers()[header::RETRY_AFTER], "3");
     }
 
     #[test]
     fn method_not_allowed_carries_allow() {
-        let response = GatewayError::MethodNotAllowed { method: "PUT".into(), allow: "GET, HEAD".into() }
-            .into_response();
+        let response = GatewayError::MethodNotAllowed {
+            method: "PUT".into(),
+            allow: "GET, HEAD".into(),
+        }
+        .into_response();
         assert_eq!(response.headers()[header::ALLOW], "GET, HEAD");
     }
 }

@@ -61,7 +61,13 @@ pub fn client_address(peer: IpAddr, headers: &HeaderMap, trust_proxies: usize) -
     let forwarded: Vec<&str> = headers
         .get(&X_FORWARDED_FOR)
         .and_then(|value| value.to_str().ok())
-        .map(|value| value.split(',').map(str::trim).filter(|s| !s.is_empty()).collect())
+        .map(|value| {
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
         .unwrap_or_default();
     if forwarded.is_empty() {
         return peer.to_string();
@@ -165,7 +171,10 @@ mod tests {
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
         for (name, value) in pairs {
-            map.append(HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_str(value).unwrap());
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
         }
         map
     }
@@ -194,7 +203,10 @@ mod tests {
         let mut empty = HeaderMap::new();
         append_forwarded_for(&mut empty, PEER);
         assert_eq!(empty[&X_FORWARDED_FOR], "9.9.9.9");
-        let mut repeated = headers(&[("x-forwarded-for", "1.1.1.1"), ("x-forwarded-for", "2.2.2.2")]);
+        let mut repeated = headers(&[
+            ("x-forwarded-for", "1.1.1.1"),
+            ("x-forwarded-for", "2.2.2.2"),
+        ]);
         append_forwarded_for(&mut repeated, PEER);
         assert_eq!(repeated[&X_FORWARDED_FOR], "1.1.1.1, 2.2.2.2, 9.9.9.9");
     }
@@ -238,11 +250,26 @@ mod tests {
     #[test]
     fn extensions_follow_shields_cases() {
         let list = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(strip_extension("/a/b.json", &list(&["json"])).as_deref(), Some("/a/b"));
-        assert_eq!(strip_extension("/a/b.JSON", &list(&["json"])).as_deref(), Some("/a/b"));
-        assert_eq!(strip_extension("/a/b.xml", &list(&["json", "xml"])).as_deref(), Some("/a/b"));
-        assert_eq!(strip_extension("/a/b.verylongext", &list(&["verylongext"])).as_deref(), Some("/a/b"));
-        assert_eq!(strip_extension("/a/b.", &list(&[""])).as_deref(), Some("/a/b"));
+        assert_eq!(
+            strip_extension("/a/b.json", &list(&["json"])).as_deref(),
+            Some("/a/b")
+        );
+        assert_eq!(
+            strip_extension("/a/b.JSON", &list(&["json"])).as_deref(),
+            Some("/a/b")
+        );
+        assert_eq!(
+            strip_extension("/a/b.xml", &list(&["json", "xml"])).as_deref(),
+            Some("/a/b")
+        );
+        assert_eq!(
+            strip_extension("/a/b.verylongext", &list(&["verylongext"])).as_deref(),
+            Some("/a/b")
+        );
+        assert_eq!(
+            strip_extension("/a/b.", &list(&[""])).as_deref(),
+            Some("/a/b")
+        );
         assert_eq!(strip_extension("/a.json/b", &list(&["json"])), None);
         assert_eq!(strip_extension("/a/b.json", &list(&[])), None);
         assert_eq!(strip_extension("/a/b.csv", &list(&["json"])), None);
@@ -251,10 +278,19 @@ mod tests {
     #[test]
     fn host_comes_from_host_header_or_authority() {
         let uri: http::Uri = "/x".parse().unwrap();
-        assert_eq!(request_host(&uri, &headers(&[("host", "API.Example.org:8080")])).as_deref(), Some("api.example.org"));
-        assert_eq!(request_host(&uri, &headers(&[("host", "[::1]:80")])).as_deref(), Some("[::1]"));
+        assert_eq!(
+            request_host(&uri, &headers(&[("host", "API.Example.org:8080")])).as_deref(),
+            Some("api.example.org")
+        );
+        assert_eq!(
+            request_host(&uri, &headers(&[("host", "[::1]:80")])).as_deref(),
+            Some("[::1]")
+        );
         let h2: http::Uri = "http://Svc.local:99/x".parse().unwrap();
-        assert_eq!(request_host(&h2, &HeaderMap::new()).as_deref(), Some("svc.local"));
+        assert_eq!(
+            request_host(&h2, &HeaderMap::new()).as_deref(),
+            Some("svc.local")
+        );
         assert_eq!(request_host(&uri, &HeaderMap::new()), None);
     }
 }

@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use buckler_upstream::{
-    full_body, InvokeFailure, LambdaTarget, ProxyBody, RequestEnvelope, ResponseEnvelope, MAX_PAYLOAD_BYTES,
+    full_body, InvokeFailure, LambdaTarget, ProxyBody, RequestEnvelope, ResponseEnvelope,
+    MAX_PAYLOAD_BYTES,
 };
 use http::Response;
 use http_body_util::BodyExt;
@@ -46,7 +47,10 @@ pub(crate) async fn invoke(
             timeout_ms: timeout.as_millis(),
         })?
         .map_err(invoke_error)?;
-    let envelope = ResponseEnvelope::parse(&reply).map_err(|e| GatewayError::LambdaBadResponse { cause: e.to_string() })?;
+    let envelope =
+        ResponseEnvelope::parse(&reply).map_err(|e| GatewayError::LambdaBadResponse {
+            cause: e.to_string(),
+        })?;
     let mut response = Response::new(full_body(envelope.body));
     *response.status_mut() = envelope.status;
     for (name, value) in envelope.headers {
@@ -64,7 +68,9 @@ async fn collect_limited(mut body: ProxyBody, limit: usize) -> Result<bytes::Byt
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|error| {
             if error.is::<http_body_util::LengthLimitError>() {
-                GatewayError::BodyTooLarge { limit: limit as u64 }
+                GatewayError::BodyTooLarge {
+                    limit: limit as u64,
+                }
             } else {
                 GatewayError::MalformedRequest {
                     reason: "the request body could not be read",
@@ -73,7 +79,9 @@ async fn collect_limited(mut body: ProxyBody, limit: usize) -> Result<bytes::Byt
         })?;
         if let Ok(data) = frame.into_data() {
             if collected.len() + data.len() > limit {
-                return Err(GatewayError::BodyTooLarge { limit: limit as u64 });
+                return Err(GatewayError::BodyTooLarge {
+                    limit: limit as u64,
+                });
             }
             collected.extend_from_slice(&data);
         }
@@ -86,7 +94,11 @@ fn invoke_error(failure: InvokeFailure) -> GatewayError {
         InvokeFailure::FunctionError { kind, detail } => GatewayError::LambdaFunctionError {
             detail: format!("{kind}: {detail}"),
         },
-        InvokeFailure::Throttled { retry_after_seconds } => GatewayError::LambdaThrottled { retry_after_seconds },
+        InvokeFailure::Throttled {
+            retry_after_seconds,
+        } => GatewayError::LambdaThrottled {
+            retry_after_seconds,
+        },
         InvokeFailure::PayloadTooLarge => GatewayError::BodyTooLarge {
             limit: MAX_PAYLOAD_BYTES as u64,
         },
@@ -105,9 +117,15 @@ pub(crate) async fn fetch_document(
     let payload = RequestEnvelope::new("GET", path, std::iter::empty(), None).to_payload();
     let reply = tokio::time::timeout(timeout, control.lambda().invoke(target, payload))
         .await
-        .map_err(|_| format!("invoking {} for GET {path}: no answer within {timeout:?}", target.function_name))?
+        .map_err(|_| {
+            format!(
+                "invoking {} for GET {path}: no answer within {timeout:?}",
+                target.function_name
+            )
+        })?
         .map_err(|e| format!("invoking {} for GET {path}: {e}", target.function_name))?;
-    let envelope = ResponseEnvelope::parse(&reply).map_err(|e| format!("invoking {} for GET {path}: {e}", target.function_name))?;
+    let envelope = ResponseEnvelope::parse(&reply)
+        .map_err(|e| format!("invoking {} for GET {path}: {e}", target.function_name))?;
     if envelope.status != http::StatusCode::OK {
         return Err(format!(
             "invoking {} for GET {path}: status {}, expected 200",

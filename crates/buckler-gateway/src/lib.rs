@@ -82,7 +82,12 @@ impl RunningGateway {
         let bind_error = |(addr, source)| StartError::Bind { addr, source };
         let listeners = server::bind_all(&config.listen).await.map_err(bind_error)?;
         let admin_listener = match &config.admin {
-            Some(admin) => Some(server::bind_all(&[admin.listen]).await.map_err(bind_error)?.remove(0)),
+            Some(admin) => Some(
+                server::bind_all(&[admin.listen])
+                    .await
+                    .map_err(bind_error)?
+                    .remove(0),
+            ),
             None => None,
         };
         let addrs = listeners
@@ -96,10 +101,17 @@ impl RunningGateway {
         let mut servers = JoinSet::new();
         let proxy: server::Handler = {
             let control = control.clone();
-            Arc::new(move |connection, request| Box::pin(pipeline::handle(control.clone(), connection, request)))
+            Arc::new(move |connection, request| {
+                Box::pin(pipeline::handle(control.clone(), connection, request))
+            })
         };
         for listener in listeners {
-            servers.spawn(server::serve(listener, proxy.clone(), stopped.clone(), grace));
+            servers.spawn(server::serve(
+                listener,
+                proxy.clone(),
+                stopped.clone(),
+                grace,
+            ));
         }
         if let Some(listener) = admin_listener {
             let control = control.clone();

@@ -93,7 +93,10 @@ mod tests {
         stats.record(204, Duration::from_secs(20));
         let mut out = String::new();
         stats.render_counts(&mut out, "domain=\"d\",upstream=\"u\"");
-        assert!(out.contains("buckler_requests_total{domain=\"d\",upstream=\"u\",class=\"2xx\"} 2"), "{out}");
+        assert!(
+            out.contains("buckler_requests_total{domain=\"d\",upstream=\"u\",class=\"2xx\"} 2"),
+            "{out}"
+        );
         assert!(out.contains("class=\"5xx\"} 1"), "{out}");
         let mut hist = String::new();
         stats.render_histogram(&mut hist, "domain=\"d\"");

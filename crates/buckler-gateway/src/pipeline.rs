@@ -51,7 +51,9 @@ pub async fn handle(
         Err((error, domain)) => {
             let response = error.into_response();
             if let Some(domain) = domain {
-                domain.local_stats.record(response.status().as_u16(), started.elapsed());
+                domain
+                    .local_stats
+                    .record(response.status().as_u16(), started.elapsed());
             }
             response
         }
@@ -126,7 +128,10 @@ async fn route_and_dispatch(
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let accept = request.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let accept = request
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
     let selection = match negotiate(&group.candidates, content_type, has_body, accept) {
         Ok(selection) => selection,
         Err(NegotiationError::UnsupportedMediaType) => {
@@ -147,14 +152,16 @@ async fn route_and_dispatch(
         request.headers(),
         table.config.trust_proxies,
     );
-    let forwarded_proto = forwarded_proto(&request, connection, table.config.trust_x_forwarded_proto);
+    let forwarded_proto =
+        forwarded_proto(&request, connection, table.config.trust_x_forwarded_proto);
     let (parts, body) = request.into_parts();
     let query = parts.uri.query().map(str::to_owned);
-    let host_value = parts
-        .headers
-        .get(header::HOST)
-        .cloned()
-        .or_else(|| parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+    let host_value = parts.headers.get(header::HOST).cloned().or_else(|| {
+        parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
 
     let mut outbound_headers = parts.headers;
     headers::remove_hop_by_hop(&mut outbound_headers);
@@ -187,9 +194,11 @@ async fn route_and_dispatch(
         empty_body()
     };
 
-    dispatch(control, &domain, group, &selection, outbound, body, has_body, started)
-        .await
-        .map_err(fail)
+    dispatch(
+        control, &domain, group, &selection, outbound, body, has_body, started,
+    )
+    .await
+    .map_err(fail)
 }
 
 /// Everything of the outbound request but its body and upstream.
@@ -241,9 +250,17 @@ async fn dispatch(
                         retry = group.candidates[second].upstream.identity(),
                         "retrying idempotent request on another upstream"
                     );
-                    send_to(control, domain, group, second, &outbound, empty_body(), started)
-                        .await
-                        .map_err(SendFailure::into_error)
+                    send_to(
+                        control,
+                        domain,
+                        group,
+                        second,
+                        &outbound,
+                        empty_body(),
+                        started,
+                    )
+                    .await
+                    .map_err(SendFailure::into_error)
                 }
                 _ => Err(error),
             }
@@ -295,7 +312,9 @@ async fn send_to(
         Ok(Ok(response)) => response,
         Ok(Err(error)) => {
             let failure = match &error {
-                UpstreamError::Connect(_) => SendFailure::BeforeResponse(GatewayError::UpstreamConnect),
+                UpstreamError::Connect(_) => {
+                    SendFailure::BeforeResponse(GatewayError::UpstreamConnect)
+                }
                 UpstreamError::Reset(_) => SendFailure::BeforeResponse(GatewayError::UpstreamReset),
                 UpstreamError::RequestBody(_) => {
                     let too_large = error
@@ -310,7 +329,10 @@ async fn send_to(
                     }
                 }
             };
-            tracing::warn!(upstream = upstream.identity(), "upstream request failed: {error}");
+            tracing::warn!(
+                upstream = upstream.identity(),
+                "upstream request failed: {error}"
+            );
             upstream
                 .stats
                 .record(failure_status(&failure), started.elapsed());
@@ -346,7 +368,9 @@ fn pick(group: &EndpointGroup, selection: &Selection, exclude: Option<usize>) ->
     match (selection, exclude) {
         (Selection::All, None) => group.picker.pick(),
         (Selection::All, Some(excluded)) => {
-            let rest: Vec<usize> = (0..group.candidates.len()).filter(|i| *i != excluded).collect();
+            let rest: Vec<usize> = (0..group.candidates.len())
+                .filter(|i| *i != excluded)
+                .collect();
             group.picker.pick_among(&rest)
         }
         (Selection::Subset(allowed), exclude) => {
@@ -376,7 +400,9 @@ fn check_request(request: &Request<Incoming>) -> Result<(), GatewayError> {
             limit: MAX_HEADER_BYTES,
         });
     }
-    if headers.contains_key(header::CONTENT_LENGTH) && headers.contains_key(header::TRANSFER_ENCODING) {
+    if headers.contains_key(header::CONTENT_LENGTH)
+        && headers.contains_key(header::TRANSFER_ENCODING)
+    {
         return Err(GatewayError::MalformedRequest {
             reason: "both Content-Length and Transfer-Encoding are present",
         });
@@ -399,7 +425,11 @@ fn declared_length(request: &Request<Incoming>) -> Option<u64> {
         .ok()
 }
 
-fn forwarded_proto(request: &Request<Incoming>, connection: ConnectionInfo, trust: bool) -> &'static str {
+fn forwarded_proto(
+    request: &Request<Incoming>,
+    connection: ConnectionInfo,
+    trust: bool,
+) -> &'static str {
     if trust {
         match request
             .headers()

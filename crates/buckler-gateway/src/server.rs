@@ -23,7 +23,10 @@ use crate::pipeline::ConnectionInfo;
 
 /// What a listener runs for every request.
 pub type Handler = Arc<
-    dyn Fn(ConnectionInfo, Request<Incoming>) -> Pin<Box<dyn Future<Output = Response<ProxyBody>> + Send>>
+    dyn Fn(
+            ConnectionInfo,
+            Request<Incoming>,
+        ) -> Pin<Box<dyn Future<Output = Response<ProxyBody>> + Send>>
         + Send
         + Sync,
 >;
@@ -34,7 +37,12 @@ const H1_MAX_BUF: usize = 128 * 1024;
 
 /// Serves `listener` until `stop` turns true, then waits up to `grace` for open connections
 /// to finish their in-flight requests.
-pub async fn serve(listener: TcpListener, handler: Handler, mut stop: watch::Receiver<bool>, grace: Duration) {
+pub async fn serve(
+    listener: TcpListener,
+    handler: Handler,
+    mut stop: watch::Receiver<bool>,
+    grace: Duration,
+) {
     let graceful = GracefulShutdown::new();
     let stopped = async move {
         let _ = stop.wait_for(|stopped| *stopped).await.is_ok();
@@ -85,13 +93,21 @@ pub async fn serve(listener: TcpListener, handler: Handler, mut stop: watch::Rec
         });
     }
     drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
-        tracing::warn!(?grace, "shutdown grace elapsed with requests still in flight");
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            ?grace,
+            "shutdown grace elapsed with requests still in flight"
+        );
     }
 }
 
 /// Binds every address, failing on the first that cannot be bound.
-pub async fn bind_all(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, (SocketAddr, std::io::Error)> {
+pub async fn bind_all(
+    addrs: &[SocketAddr],
+) -> Result<Vec<TcpListener>, (SocketAddr, std::io::Error)> {
     let mut listeners = Vec::with_capacity(addrs.len());
     for addr in addrs {
         listeners.push(TcpListener::bind(addr).await.map_err(|e| (*addr, e))?);

@@ -127,11 +127,20 @@ fn build_routes(upstreams: &[(Arc<UpstreamHandle>, f64)]) -> RoutingTable<Endpoi
         if !routable {
             continue;
         }
-        let Some(docs) = upstream.docs() else { continue };
+        let Some(docs) = upstream.docs() else {
+            continue;
+        };
         for endpoint in &docs.endpoints {
-            let key = (endpoint.template.canonical().to_owned(), endpoint.method.clone());
+            let key = (
+                endpoint.template.canonical().to_owned(),
+                endpoint.method.clone(),
+            );
             let slot = *index.entry(key).or_insert_with(|| {
-                groups.push((endpoint.template.clone(), endpoint.method.clone(), Vec::new()));
+                groups.push((
+                    endpoint.template.clone(),
+                    endpoint.method.clone(),
+                    Vec::new(),
+                ));
                 groups.len() - 1
             });
             let candidates = &mut groups[slot].2;

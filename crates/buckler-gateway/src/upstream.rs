@@ -181,7 +181,8 @@ impl UpstreamHandle {
             *error = None;
         }
         if self.state() != UpstreamState::Draining {
-            self.state.store(UpstreamState::Serving as u8, Ordering::Release);
+            self.state
+                .store(UpstreamState::Serving as u8, Ordering::Release);
         }
         self.served_once.store(true, Ordering::Release);
     }
@@ -193,13 +194,15 @@ impl UpstreamHandle {
             *slot = Some(error);
         }
         if self.docs.load().is_none() && self.state() != UpstreamState::Draining {
-            self.state.store(UpstreamState::Failed as u8, Ordering::Release);
+            self.state
+                .store(UpstreamState::Failed as u8, Ordering::Release);
         }
     }
 
     /// Marks the upstream as removed.
     pub fn start_draining(&self) {
-        self.state.store(UpstreamState::Draining as u8, Ordering::Release);
+        self.state
+            .store(UpstreamState::Draining as u8, Ordering::Release);
     }
 
     /// Brings a draining upstream back (it was re-added before it was dropped).
@@ -227,7 +230,8 @@ impl UpstreamHandle {
     }
 
     pub(crate) fn set_effective_weight(&self, weight: f64) {
-        self.effective_weight.store(weight.to_bits(), Ordering::Relaxed);
+        self.effective_weight
+            .store(weight.to_bits(), Ordering::Relaxed);
     }
 
     /// Counts a request in flight until the returned guard is dropped.

@@ -18,7 +18,10 @@ impl MediaType {
         if !token(kind) || !token(subtype) || (kind == "*" && subtype != "*") {
             return None;
         }
-        Some(MediaType { full: essence, slash })
+        Some(MediaType {
+            full: essence,
+            slash,
+        })
     }
 
     /// `type/subtype`.
@@ -48,7 +51,9 @@ impl MediaType {
         if self.kind() != actual.kind() {
             return false;
         }
-        self.subtype() == "*" || self.subtype() == actual.subtype() || actual.suffix() == Some(self.subtype())
+        self.subtype() == "*"
+            || self.subtype() == actual.subtype()
+            || actual.suffix() == Some(self.subtype())
     }
 }
 
@@ -102,7 +107,11 @@ fn parse_accept(accept: &str) -> Vec<Range> {
             let q = item
                 .split(';')
                 .skip(1)
-                .filter_map(|p| p.trim().strip_prefix("q=").or_else(|| p.trim().strip_prefix("Q=")))
+                .filter_map(|p| {
+                    p.trim()
+                        .strip_prefix("q=")
+                        .or_else(|| p.trim().strip_prefix("Q="))
+                })
                 .find_map(|v| v.trim().parse::<f32>().ok())
                 .map_or(1.0, |q| q.clamp(0.0, 1.0));
             Some(Range { media, q })
@@ -142,7 +151,9 @@ pub fn negotiate<C: Negotiable>(
             let consumers: Vec<usize> = candidates
                 .iter()
                 .enumerate()
-                .filter(|(_, c)| c.consumes().is_empty() || c.consumes().iter().any(|d| d.accepts(&actual)))
+                .filter(|(_, c)| {
+                    c.consumes().is_empty() || c.consumes().iter().any(|d| d.accepts(&actual))
+                })
                 .map(|(i, _)| i)
                 .collect();
             if consumers.is_empty() {
@@ -158,7 +169,9 @@ pub fn negotiate<C: Negotiable>(
         let ranges = parse_accept(accept);
         if !ranges.is_empty() {
             let top = ranges.iter().map(|r| r.q).fold(0.0f32, f32::max);
-            let indices: Vec<usize> = kept.clone().unwrap_or_else(|| (0..candidates.len()).collect());
+            let indices: Vec<usize> = kept
+                .clone()
+                .unwrap_or_else(|| (0..candidates.len()).collect());
             let scores: Vec<(usize, f32)> = indices
                 .iter()
                 .map(|&i| {
@@ -166,7 +179,10 @@ pub fn negotiate<C: Negotiable>(
                     let score = if produces.is_empty() {
                         top
                     } else {
-                        produces.iter().map(|p| quality(&ranges, p)).fold(0.0f32, f32::max)
+                        produces
+                            .iter()
+                            .map(|p| quality(&ranges, p))
+                            .fold(0.0f32, f32::max)
                     };
                     (i, score)
                 })
@@ -175,7 +191,11 @@ pub fn negotiate<C: Negotiable>(
             if best <= 0.0 {
                 return Err(NegotiationError::NotAcceptable);
             }
-            let winners: Vec<usize> = scores.iter().filter(|(_, s)| *s == best).map(|(i, _)| *i).collect();
+            let winners: Vec<usize> = scores
+                .iter()
+                .filter(|(_, s)| *s == best)
+                .map(|(i, _)| *i)
+                .collect();
             if winners.len() < candidates.len() {
                 kept = Some(winners);
             } else {
@@ -214,7 +234,12 @@ mod tests {
 
     #[test]
     fn media_types_parse_and_match() {
-        assert_eq!(MediaType::parse("Application/JSON; charset=utf-8").unwrap().as_str(), "application/json");
+        assert_eq!(
+            MediaType::parse("Application/JSON; charset=utf-8")
+                .unwrap()
+                .as_str(),
+            "application/json"
+        );
         assert!(MediaType::parse("json").is_none());
         assert!(MediaType::parse("*/json").is_none());
         let json = MediaType::parse("application/json").unwrap();
@@ -225,33 +250,92 @@ mod tests {
 
     #[test]
     fn consumes_rules() {
-        let group = [c(&["application/json"], &[]), c(&[], &[]), c(&["text/*"], &[])];
-        assert_eq!(negotiate(&group, Some("application/json; charset=utf-8"), true, None), Ok(Selection::Subset(vec![0, 1])));
-        assert_eq!(negotiate(&group, Some("text/plain"), true, None), Ok(Selection::Subset(vec![1, 2])));
-        assert_eq!(negotiate(&group, Some("image/png"), false, None), Ok(Selection::All), "bodyless skips");
-        assert_eq!(negotiate(&group, None, true, None), Ok(Selection::All), "no content type skips");
+        let group = [
+            c(&["application/json"], &[]),
+            c(&[], &[]),
+            c(&["text/*"], &[]),
+        ];
+        assert_eq!(
+            negotiate(&group, Some("application/json; charset=utf-8"), true, None),
+            Ok(Selection::Subset(vec![0, 1]))
+        );
+        assert_eq!(
+            negotiate(&group, Some("text/plain"), true, None),
+            Ok(Selection::Subset(vec![1, 2]))
+        );
+        assert_eq!(
+            negotiate(&group, Some("image/png"), false, None),
+            Ok(Selection::All),
+            "bodyless skips"
+        );
+        assert_eq!(
+            negotiate(&group, None, true, None),
+            Ok(Selection::All),
+            "no content type skips"
+        );
         let strict = [c(&["application/json"], &[])];
-        assert_eq!(negotiate(&strict, Some("text/plain"), true, None), Err(NegotiationError::UnsupportedMediaType));
-        assert_eq!(negotiate(&strict, Some("application/problem+json"), true, None), Ok(Selection::All));
+        assert_eq!(
+            negotiate(&strict, Some("text/plain"), true, None),
+            Err(NegotiationError::UnsupportedMediaType)
+        );
+        assert_eq!(
+            negotiate(&strict, Some("application/problem+json"), true, None),
+            Ok(Selection::All)
+        );
     }
 
     #[test]
     fn accept_rules() {
-        let group = [c(&[], &["application/json"]), c(&[], &["application/xml"]), c(&[], &[])];
+        let group = [
+            c(&[], &["application/json"]),
+            c(&[], &["application/xml"]),
+            c(&[], &[]),
+        ];
         assert_eq!(negotiate(&group, None, false, None), Ok(Selection::All));
         assert_eq!(negotiate(&group, None, false, Some("")), Ok(Selection::All));
-        assert_eq!(negotiate(&group, None, false, Some("*/*")), Ok(Selection::All), "all tie");
-        assert_eq!(negotiate(&group, None, false, Some("application/xml")), Ok(Selection::Subset(vec![1, 2])));
         assert_eq!(
-            negotiate(&group, None, false, Some("application/xml;q=0.5, application/json")),
+            negotiate(&group, None, false, Some("*/*")),
+            Ok(Selection::All),
+            "all tie"
+        );
+        assert_eq!(
+            negotiate(&group, None, false, Some("application/xml")),
+            Ok(Selection::Subset(vec![1, 2]))
+        );
+        assert_eq!(
+            negotiate(
+                &group,
+                None,
+                false,
+                Some("application/xml;q=0.5, application/json")
+            ),
             Ok(Selection::Subset(vec![0, 2]))
         );
         let declared = [c(&[], &["application/json"])];
-        assert_eq!(negotiate(&declared, None, false, Some("text/html")), Err(NegotiationError::NotAcceptable));
-        assert_eq!(negotiate(&declared, None, false, Some("text/html, application/*;q=0.1")), Ok(Selection::All));
-        assert_eq!(negotiate(&declared, None, false, Some("application/json;q=0")), Err(NegotiationError::NotAcceptable));
         assert_eq!(
-            negotiate(&declared, None, false, Some("application/*;q=0, application/json")),
+            negotiate(&declared, None, false, Some("text/html")),
+            Err(NegotiationError::NotAcceptable)
+        );
+        assert_eq!(
+            negotiate(
+                &declared,
+                None,
+                false,
+                Some("text/html, application/*;q=0.1")
+            ),
+            Ok(Selection::All)
+        );
+        assert_eq!(
+            negotiate(&declared, None, false, Some("application/json;q=0")),
+            Err(NegotiationError::NotAcceptable)
+        );
+        assert_eq!(
+            negotiate(
+                &declared,
+                None,
+                false,
+                Some("application/*;q=0, application/json")
+            ),
             Ok(Selection::All),
             "the most specific range decides"
         );

@@ -52,7 +52,12 @@ impl<G> RoutingTableBuilder<G> {
 
     /// The group for (template, method), created with `make` on first use. Equivalent
     /// templates (same canonical form) share one entry per method.
-    pub fn group_mut(&mut self, template: PathTemplate, method: Method, make: impl FnOnce() -> G) -> &mut G {
+    pub fn group_mut(
+        &mut self,
+        template: PathTemplate,
+        method: Method,
+        make: impl FnOnce() -> G,
+    ) -> &mut G {
         let index = match self.by_canonical.get(template.canonical()) {
             Some(index) => *index,
             None => {
@@ -152,7 +157,11 @@ impl<G> RoutingTable<G> {
         };
         self.root.collect(segments, &mut search);
         for &rank in &self.fallback {
-            if self.routes[rank as usize].template.full_regex().is_match(normalized) {
+            if self.routes[rank as usize]
+                .template
+                .full_regex()
+                .is_match(normalized)
+            {
                 search.offer(rank);
             }
         }
@@ -181,7 +190,11 @@ impl<G> RoutingTable<G> {
         let mut ranks = Vec::new();
         self.root.collect_all(segments, &mut ranks);
         for &rank in &self.fallback {
-            if self.routes[rank as usize].template.full_regex().is_match(normalized) {
+            if self.routes[rank as usize]
+                .template
+                .full_regex()
+                .is_match(normalized)
+            {
                 ranks.push(rank);
             }
         }
@@ -210,9 +223,12 @@ impl<G> RoutingTable<G> {
 
     /// Every (template, method, group), most specific template first.
     pub fn iter(&self) -> impl Iterator<Item = (&PathTemplate, &Method, &G)> {
-        self.routes
-            .iter()
-            .flat_map(|route| route.methods.iter().map(move |(m, g)| (&route.template, m, g)))
+        self.routes.iter().flat_map(|route| {
+            route
+                .methods
+                .iter()
+                .map(move |(m, g)| (&route.template, m, g))
+        })
     }
 
     /// Number of (template, method) entries.
@@ -231,7 +247,10 @@ impl PathTemplate {
     pub fn matches(&self, path: &str) -> bool {
         let mut builder = RoutingTableBuilder::new();
         builder.group_mut(self.clone(), Method::GET, || ());
-        matches!(builder.build().lookup(&Method::GET, path), RouteMatch::Matched { .. })
+        matches!(
+            builder.build().lookup(&Method::GET, path),
+            RouteMatch::Matched { .. }
+        )
     }
 }
 
@@ -251,11 +270,14 @@ impl<G> Search<'_, G> {
             return;
         }
         let methods = &self.routes[rank as usize].methods;
-        let slot = methods.iter().position(|(m, _)| m == self.method).or_else(|| {
-            (*self.method == Method::HEAD)
-                .then(|| methods.iter().position(|(m, _)| *m == Method::GET))
-                .flatten()
-        });
+        let slot = methods
+            .iter()
+            .position(|(m, _)| m == self.method)
+            .or_else(|| {
+                (*self.method == Method::HEAD)
+                    .then(|| methods.iter().position(|(m, _)| *m == Method::GET))
+                    .flatten()
+            });
         if let Some(slot) = slot {
             self.best = Some((rank, slot));
         }
@@ -305,7 +327,11 @@ impl Node {
         child.insert(tail, rank)
     }
 
-    fn children<'a, 's>(&'a self, segments: &'s [&'s str], mut visit: impl FnMut(&'a Node, &'s [&'s str])) {
+    fn children<'a, 's>(
+        &'a self,
+        segments: &'s [&'s str],
+        mut visit: impl FnMut(&'a Node, &'s [&'s str]),
+    ) {
         if let Some(rest) = &self.rest {
             for skip in 0..=segments.len() {
                 visit(rest, &segments[skip..]);
@@ -383,19 +409,33 @@ mod tests {
         assert_eq!(hit(&t, "GET", "/users/7").unwrap(), "GET /users/{id}");
         assert_eq!(hit(&t, "GET", "/users/me/").unwrap(), "GET /users/me");
         assert_eq!(hit(&t, "GET", "/files/a/b").unwrap(), "GET /files/{+path}");
-        assert_eq!(hit(&t, "GET", "/files/a/b/meta").unwrap(), "GET /files/{+path}/meta");
+        assert_eq!(
+            hit(&t, "GET", "/files/a/b/meta").unwrap(),
+            "GET /files/{+path}/meta"
+        );
         assert_eq!(hit(&t, "GET", "/files/").unwrap(), "GET /files/{+path}");
         assert_eq!(hit(&t, "GET", "/").unwrap(), "GET /");
         assert_eq!(hit(&t, "GET", "/items/42").unwrap(), "GET /items/{id}");
         assert_eq!(hit(&t, "GET", "/doc.json").unwrap(), "GET /doc{.ext}");
         assert_eq!(hit(&t, "GET", "/doc").unwrap(), "GET /doc{.ext}");
-        assert!(matches!(t.lookup(&Method::GET, "/nope/x"), RouteMatch::NotFound));
-        assert!(matches!(t.lookup(&Method::GET, "/users"), RouteMatch::NotFound));
+        assert!(matches!(
+            t.lookup(&Method::GET, "/nope/x"),
+            RouteMatch::NotFound
+        ));
+        assert!(matches!(
+            t.lookup(&Method::GET, "/users"),
+            RouteMatch::NotFound
+        ));
     }
 
     #[test]
     fn methods_fall_back_to_less_specific_templates_then_405() {
-        let t = table(&[("GET", "/users/me"), ("DELETE", "/users/me"), ("GET", "/users/{id}"), ("PUT", "/users/{id}")]);
+        let t = table(&[
+            ("GET", "/users/me"),
+            ("DELETE", "/users/me"),
+            ("GET", "/users/{id}"),
+            ("PUT", "/users/{id}"),
+        ]);
         assert_eq!(hit(&t, "PUT", "/users/me").unwrap(), "PUT /users/{id}");
         assert_eq!(hit(&t, "HEAD", "/users/me").unwrap(), "GET /users/me");
         match t.lookup(&Method::POST, "/users/me") {
@@ -418,10 +458,18 @@ mod tests {
     fn equivalent_templates_share_a_group() {
         let mut builder: RoutingTableBuilder<Vec<&str>> = RoutingTableBuilder::new();
         builder
-            .group_mut(PathTemplate::parse("/u/{id}").unwrap(), Method::GET, Vec::new)
+            .group_mut(
+                PathTemplate::parse("/u/{id}").unwrap(),
+                Method::GET,
+                Vec::new,
+            )
             .push("a");
         builder
-            .group_mut(PathTemplate::parse("/u/{uid}").unwrap(), Method::GET, Vec::new)
+            .group_mut(
+                PathTemplate::parse("/u/{uid}").unwrap(),
+                Method::GET,
+                Vec::new,
+            )
             .push("b");
         let t = builder.build();
         assert_eq!(t.len(), 1);
@@ -433,7 +481,11 @@ mod tests {
 
     #[test]
     fn compound_segments_and_rest_inside_a_segment() {
-        let t = table(&[("GET", "/v{ver: [0-9]+}/x"), ("GET", "/file-{id}"), ("GET", "/pre{+rest}")]);
+        let t = table(&[
+            ("GET", "/v{ver: [0-9]+}/x"),
+            ("GET", "/file-{id}"),
+            ("GET", "/pre{+rest}"),
+        ]);
         assert_eq!(hit(&t, "GET", "/v2/x").unwrap(), "GET /v{ver: [0-9]+}/x");
         assert!(hit(&t, "GET", "/vx/x").is_none());
         assert_eq!(hit(&t, "GET", "/file-9").unwrap(), "GET /file-{id}");
@@ -442,7 +494,12 @@ mod tests {
 
     #[test]
     fn iteration_is_in_specificity_order() {
-        let t = table(&[("GET", "/{+p}"), ("GET", "/a"), ("GET", "/{x}"), ("POST", "/a")]);
+        let t = table(&[
+            ("GET", "/{+p}"),
+            ("GET", "/a"),
+            ("GET", "/{x}"),
+            ("POST", "/a"),
+        ]);
         let order: Vec<String> = t.iter().map(|(tpl, m, _)| format!("{m} {tpl}")).collect();
         assert_eq!(order, vec!["GET /a", "POST /a", "GET /{}", "GET /{+}"]);
     }
@@ -453,18 +510,29 @@ mod tests {
     fn trie_agrees_with_brute_force_reference() {
         let pieces = ["a", "b", "{x}", "{n: [0-9]+}", "{+r}", "c{.e}"];
         let paths = [
-            "/", "/a", "/b", "/a/b", "/a/1", "/1/a", "/a/b/c", "/c.json", "/c", "/a/c.x", "/1/2/3", "/b/a/1", "/a/b/a/b",
+            "/", "/a", "/b", "/a/b", "/a/1", "/1/a", "/a/b/c", "/c.json", "/c", "/a/c.x", "/1/2/3",
+            "/b/a/1", "/a/b/a/b",
         ];
         let mut rng = fastrand::Rng::with_seed(7);
         for _round in 0..100 {
             let mut entries = Vec::new();
             for _ in 0..rng.usize(1..12) {
                 let depth = rng.usize(0..4);
-                let template: String = (0..depth).map(|_| format!("/{}", pieces[rng.usize(..pieces.len())])).collect();
+                let template: String = (0..depth)
+                    .map(|_| format!("/{}", pieces[rng.usize(..pieces.len())]))
+                    .collect();
                 let method = if rng.bool() { "GET" } else { "POST" };
-                entries.push((method, if template.is_empty() { "/".to_owned() } else { template }));
+                entries.push((
+                    method,
+                    if template.is_empty() {
+                        "/".to_owned()
+                    } else {
+                        template
+                    },
+                ));
             }
-            let borrowed: Vec<(&str, &str)> = entries.iter().map(|(m, t)| (*m, t.as_str())).collect();
+            let borrowed: Vec<(&str, &str)> =
+                entries.iter().map(|(m, t)| (*m, t.as_str())).collect();
             let t = table(&borrowed);
             let mut reference: Vec<(PathTemplate, &str, String)> = borrowed
                 .iter()
@@ -478,7 +546,9 @@ mod tests {
                         .find(|(tpl, m, _)| *m == method && tpl.matches(path))
                         .map(|(tpl, _, _)| tpl.canonical().to_owned());
                     let got = match t.lookup(&method.parse().unwrap(), path) {
-                        RouteMatch::Matched { template, .. } => Some(template.canonical().to_owned()),
+                        RouteMatch::Matched { template, .. } => {
+                            Some(template.canonical().to_owned())
+                        }
                         _ => None,
                     };
                     assert_eq!(got, expected, "{method} {path} over {borrowed:?}");

@@ -114,7 +114,8 @@ impl PathTemplate {
         }
         for segment in &segments {
             if let Segment::Regex(source) = segment {
-                compile(&format!("^(?:{source})$")).map_err(|e| error(format!("invalid regex {source:?}: {e}")))?;
+                compile(&format!("^(?:{source})$"))
+                    .map_err(|e| error(format!("invalid regex {source:?}: {e}")))?;
             }
         }
         let mut canonical = String::from("/");
@@ -239,13 +240,20 @@ fn variable(input: &str) -> Result<(Segment, &str), String> {
     if name.is_empty() {
         return Err(format!("empty variable name in `{{{inner}}}`"));
     }
-    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
         return Err(format!("invalid variable name {name:?}"));
     }
     let token = match (prefix, regex) {
         (None, Some("")) => return Err(format!("empty regex for variable {name:?}")),
         (None, Some(regex)) => Segment::Regex(regex.into()),
-        (Some(_), Some(_)) => return Err(format!("a regex is only allowed on plain variables (`{{{inner}}}`)")),
+        (Some(_), Some(_)) => {
+            return Err(format!(
+                "a regex is only allowed on plain variables (`{{{inner}}}`)"
+            ))
+        }
         (Some('+'), None) => Segment::Rest,
         (Some('.'), None) => Segment::Extension,
         (_, None) => Segment::Variable,
@@ -316,16 +324,33 @@ mod tests {
         assert_eq!(segs("/foo"), vec![Segment::Static("foo".into())]);
         assert_eq!(
             segs("/foo/bar"),
-            vec![Segment::Static("foo".into()), Segment::Slash, Segment::Static("bar".into())]
+            vec![
+                Segment::Static("foo".into()),
+                Segment::Slash,
+                Segment::Static("bar".into())
+            ]
         );
         assert_eq!(
             segs("/foo/{bar}"),
-            vec![Segment::Static("foo".into()), Segment::Slash, Segment::Variable]
+            vec![
+                Segment::Static("foo".into()),
+                Segment::Slash,
+                Segment::Variable
+            ]
         );
         assert_eq!(segs("/foo/{+bar}")[2], Segment::Rest);
-        assert_eq!(segs("/foo{.media}"), vec![Segment::Static("foo".into()), Segment::Extension]);
-        assert_eq!(segs("/x/{id: [0-9]{2,3} }")[2], Segment::Regex("[0-9]{2,3}".into()));
-        assert_eq!(segs("/{?q}/{;m}"), vec![Segment::Variable, Segment::Slash, Segment::Variable]);
+        assert_eq!(
+            segs("/foo{.media}"),
+            vec![Segment::Static("foo".into()), Segment::Extension]
+        );
+        assert_eq!(
+            segs("/x/{id: [0-9]{2,3} }")[2],
+            Segment::Regex("[0-9]{2,3}".into())
+        );
+        assert_eq!(
+            segs("/{?q}/{;m}"),
+            vec![Segment::Variable, Segment::Slash, Segment::Variable]
+        );
     }
 
     #[test]
@@ -344,7 +369,10 @@ mod tests {
             assert!(error.to_string().contains(bad), "{bad}: {error}");
         }
         assert!(PathTemplate::parse(&"/a".repeat(2000)).is_err());
-        assert!(PathTemplate::parse("/x/{id: a{1000}{1000}}").is_err(), "regex size limit");
+        assert!(
+            PathTemplate::parse("/x/{id: a{1000}{1000}}").is_err(),
+            "regex size limit"
+        );
     }
 
     #[test]
@@ -375,13 +403,19 @@ mod tests {
         assert!(!t("/foo{.ext}").matches("/foox"));
         assert!(t("/x/{id: [0-9]+}").matches("/x/42"));
         assert!(!t("/x/{id: [0-9]+}").matches("/x/4a"), "anchored");
-        assert!(!t("/x/{id: .*}").matches("/x/a/b"), "a regex piece stays in its segment");
+        assert!(
+            !t("/x/{id: .*}").matches("/x/a/b"),
+            "a regex piece stays in its segment"
+        );
         assert!(t("/Users").matches("/Users?x=1"));
         assert!(!t("/Users").matches("/users"), "case-sensitive");
     }
 
     fn assert_order(more: &str, less: &str) {
-        assert!(t(more) < t(less), "{more} should be more specific than {less}");
+        assert!(
+            t(more) < t(less),
+            "{more} should be more specific than {less}"
+        );
         assert!(t(less) > t(more));
     }
 

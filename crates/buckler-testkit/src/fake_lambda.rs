@@ -75,7 +75,9 @@ pub struct FakeLambda {
 
 impl std::fmt::Debug for FakeLambda {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FakeLambda").field("addr", &self.addr).finish()
+        f.debug_struct("FakeLambda")
+            .field("addr", &self.addr)
+            .finish()
     }
 }
 
@@ -115,7 +117,11 @@ impl FakeLambda {
                 });
             }
         });
-        Ok(FakeLambda { addr, registry, stop })
+        Ok(FakeLambda {
+            addr,
+            registry,
+            stop,
+        })
     }
 
     /// `http://127.0.0.1:PORT`, for `lambda.endpoint-url` or `AWS_ENDPOINT_URL_LAMBDA`.
@@ -125,7 +131,11 @@ impl FakeLambda {
 
     /// Registers `function` under `name` (the bare function name; ARNs invoking it resolve
     /// to their name part).
-    pub fn function(&self, name: &str, function: impl Fn(&LambdaCall) -> LambdaReply + Send + Sync + 'static) {
+    pub fn function(
+        &self,
+        name: &str,
+        function: impl Fn(&LambdaCall) -> LambdaReply + Send + Sync + 'static,
+    ) {
         if let Ok(mut functions) = self.registry.functions.lock() {
             functions.insert(name.to_owned(), Arc::new(function));
         }
@@ -133,7 +143,11 @@ impl FakeLambda {
 
     /// Every invocation so far.
     pub fn calls(&self) -> Vec<LambdaCall> {
-        self.registry.calls.lock().map(|c| c.clone()).unwrap_or_default()
+        self.registry
+            .calls
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_default()
     }
 
     /// Requests refused for lacking a SigV4 signature.
@@ -182,7 +196,12 @@ fn json_error(status: StatusCode, kind: &str, message: &str) -> Response<Body> {
         .status(status)
         .header("content-type", "application/json")
         .header("x-amzn-errortype", kind)
-        .body(Full::new(Bytes::from(serde_json::json!({"__type": kind, "message": message}).to_string())).boxed())
+        .body(
+            Full::new(Bytes::from(
+                serde_json::json!({"__type": kind, "message": message}).to_string(),
+            ))
+            .boxed(),
+        )
         .expect("error response")
 }
 
@@ -194,7 +213,11 @@ async fn answer(registry: Arc<Registry>, req: Request<Incoming>) -> Response<Bod
         .is_some_and(|v| v.starts_with("AWS4-HMAC-SHA256 "));
     if !signed {
         registry.unsigned.fetch_add(1, Ordering::SeqCst);
-        return json_error(StatusCode::FORBIDDEN, "MissingAuthenticationTokenException", "request is not signed");
+        return json_error(
+            StatusCode::FORBIDDEN,
+            "MissingAuthenticationTokenException",
+            "request is not signed",
+        );
     }
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
@@ -222,9 +245,17 @@ async fn answer(registry: Arc<Registry>, req: Request<Incoming>) -> Response<Bod
     if let Ok(mut calls) = registry.calls.lock() {
         calls.push(call.clone());
     }
-    let handler = registry.functions.lock().ok().and_then(|f| f.get(&function).cloned());
+    let handler = registry
+        .functions
+        .lock()
+        .ok()
+        .and_then(|f| f.get(&function).cloned());
     let Some(handler) = handler else {
-        return json_error(StatusCode::NOT_FOUND, "ResourceNotFoundException", &format!("Function not found: {function}"));
+        return json_error(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFoundException",
+            &format!("Function not found: {function}"),
+        );
     };
     let mut reply = handler(&call);
     loop {
@@ -250,7 +281,11 @@ async fn answer(registry: Arc<Registry>, req: Request<Incoming>) -> Response<Bod
                     .expect("function error response")
             }
             LambdaReply::Throttle(retry_after) => {
-                let mut response = json_error(StatusCode::TOO_MANY_REQUESTS, "TooManyRequestsException", "Rate exceeded");
+                let mut response = json_error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "TooManyRequestsException",
+                    "Rate exceeded",
+                );
                 if let Some(seconds) = retry_after {
                     if let Ok(value) = http::HeaderValue::from_str(&seconds.to_string()) {
                         response.headers_mut().insert("retry-after", value);

@@ -239,7 +239,12 @@ async fn answer(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
     let headers: Vec<(String, String)> = parts
         .headers
         .iter()
-        .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     {
         let mut recent = shared.recent.lock().expect("recent lock");

@@ -53,10 +53,7 @@ impl Swagger2Doc {
     /// Adds an operation whose object is `extra` merged with a default `responses`.
     pub fn op_with(mut self, method: &str, path: &str, extra: Value) -> Self {
         let mut operation = Map::new();
-        operation.insert(
-            "responses".into(),
-            json!({"200": {"description": "ok"}}),
-        );
+        operation.insert("responses".into(), json!({"200": {"description": "ok"}}));
         if let Value::Object(fields) = extra {
             operation.extend(fields);
         }

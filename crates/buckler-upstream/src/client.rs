@@ -82,7 +82,10 @@ impl HttpUpstreamClient {
     }
 
     /// Sends `request` (absolute URI) and returns the response head with its streaming body.
-    pub async fn send(&self, request: Request<ProxyBody>) -> Result<Response<Incoming>, UpstreamError> {
+    pub async fn send(
+        &self,
+        request: Request<ProxyBody>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
         self.client.request(request).await.map_err(classify)
     }
 }
@@ -93,7 +96,9 @@ impl Default for HttpUpstreamClient {
     }
 }
 
-fn empty_roots_config(provider: std::sync::Arc<rustls::crypto::CryptoProvider>) -> rustls::ClientConfig {
+fn empty_roots_config(
+    provider: std::sync::Arc<rustls::crypto::CryptoProvider>,
+) -> rustls::ClientConfig {
     rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map(|b| {
@@ -112,7 +117,8 @@ fn classify(error: hyper_util::client::legacy::Error) -> UpstreamError {
         return UpstreamError::Connect(Box::new(error));
     }
     let is_body = {
-        let mut current: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&error);
+        let mut current: Option<&(dyn std::error::Error + 'static)> =
+            std::error::Error::source(&error);
         let mut found = false;
         while let Some(cause) = current {
             if let Some(hyper_error) = cause.downcast_ref::<hyper::Error>() {

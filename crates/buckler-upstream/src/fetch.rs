@@ -48,17 +48,23 @@ impl HttpUpstreamClient {
                 reason: e.to_string(),
             })?;
         let exchange = async {
-            let response = self.send(request).await.map_err(|source| FetchError::Upstream {
-                url: url.to_owned(),
-                source,
-            })?;
+            let response = self
+                .send(request)
+                .await
+                .map_err(|source| FetchError::Upstream {
+                    url: url.to_owned(),
+                    source,
+                })?;
             if response.status() != StatusCode::OK {
                 return Err(FetchError::Status {
                     url: url.to_owned(),
                     status: response.status(),
                 });
             }
-            match Limited::new(response.into_body(), max_bytes).collect().await {
+            match Limited::new(response.into_body(), max_bytes)
+                .collect()
+                .await
+            {
                 Ok(collected) => Ok(collected.to_bytes()),
                 Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(FetchError::TooLarge {
                     url: url.to_owned(),
@@ -88,10 +94,17 @@ mod tests {
 
     #[tokio::test]
     async fn fetches_a_document() {
-        let upstream = FakeUpstream::builder("a").doc("{\"swagger\":\"2.0\"}").start().await;
+        let upstream = FakeUpstream::builder("a")
+            .doc("{\"swagger\":\"2.0\"}")
+            .start()
+            .await;
         let client = HttpUpstreamClient::new();
         let body = client
-            .fetch_document(&format!("{}/spec", upstream.url()), Duration::from_secs(5), 1024)
+            .fetch_document(
+                &format!("{}/spec", upstream.url()),
+                Duration::from_secs(5),
+                1024,
+            )
             .await
             .unwrap();
         assert_eq!(&body[..], b"{\"swagger\":\"2.0\"}");
@@ -102,19 +115,43 @@ mod tests {
         let upstream = FakeUpstream::builder("a").start().await;
         let client = HttpUpstreamClient::new();
         let url = format!("{}/spec", upstream.url());
-        let err = client.fetch_document(&url, Duration::from_secs(5), 1024).await.unwrap_err();
-        assert!(matches!(err, FetchError::Status { status: StatusCode::NOT_FOUND, .. }), "{err}");
+        let err = client
+            .fetch_document(&url, Duration::from_secs(5), 1024)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                FetchError::Status {
+                    status: StatusCode::NOT_FOUND,
+                    ..
+                }
+            ),
+            "{err}"
+        );
 
         upstream.set_doc("x".repeat(2048));
-        let err = client.fetch_document(&url, Duration::from_secs(5), 1024).await.unwrap_err();
+        let err = client
+            .fetch_document(&url, Duration::from_secs(5), 1024)
+            .await
+            .unwrap_err();
         assert!(matches!(err, FetchError::TooLarge { .. }), "{err}");
 
         let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let dead_url = format!("http://{}/spec", dead.local_addr().unwrap());
         drop(dead);
-        let err = client.fetch_document(&dead_url, Duration::from_secs(5), 1024).await.unwrap_err();
+        let err = client
+            .fetch_document(&dead_url, Duration::from_secs(5), 1024)
+            .await
+            .unwrap_err();
         assert!(
-            matches!(err, FetchError::Upstream { source: UpstreamError::Connect(_), .. }),
+            matches!(
+                err,
+                FetchError::Upstream {
+                    source: UpstreamError::Connect(_),
+                    ..
+                }
+            ),
             "{err}"
         );
     }

@@ -102,7 +102,8 @@ pub enum EnvelopeError {
 impl ResponseEnvelope {
     /// Parses and validates a response payload.
     pub fn parse(payload: &[u8]) -> Result<Self, EnvelopeError> {
-        let raw: RawResponse = serde_json::from_slice(payload).map_err(|e| EnvelopeError::Shape(e.to_string()))?;
+        let raw: RawResponse =
+            serde_json::from_slice(payload).map_err(|e| EnvelopeError::Shape(e.to_string()))?;
         let status = raw
             .status
             .as_u64()
@@ -111,15 +112,25 @@ impl ResponseEnvelope {
             .ok_or_else(|| EnvelopeError::Status(raw.status.to_string()))?;
         let mut headers = Vec::new();
         for (name, value) in raw.headers.unwrap_or_default() {
-            let parsed_name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| EnvelopeError::Header(name.clone()))?;
-            let parsed_value = HeaderValue::from_str(&value).map_err(|_| EnvelopeError::Header(name.clone()))?;
+            let parsed_name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| EnvelopeError::Header(name.clone()))?;
+            let parsed_value =
+                HeaderValue::from_str(&value).map_err(|_| EnvelopeError::Header(name.clone()))?;
             headers.push((parsed_name, parsed_value));
         }
         let body = match raw.body {
-            Some(text) => Bytes::from(STANDARD.decode(text.as_bytes()).map_err(|e| EnvelopeError::Base64(e.to_string()))?),
+            Some(text) => Bytes::from(
+                STANDARD
+                    .decode(text.as_bytes())
+                    .map_err(|e| EnvelopeError::Base64(e.to_string()))?,
+            ),
             None => Bytes::new(),
         };
-        Ok(ResponseEnvelope { status, headers, body })
+        Ok(ResponseEnvelope {
+            status,
+            headers,
+            body,
+        })
     }
 }
 
@@ -189,7 +200,11 @@ impl LambdaInvoker {
     }
 
     /// Invokes `target` with `payload` (RequestResponse) and returns the function's payload.
-    pub async fn invoke(&self, target: &LambdaTarget, payload: Vec<u8>) -> Result<Bytes, InvokeFailure> {
+    pub async fn invoke(
+        &self,
+        target: &LambdaTarget,
+        payload: Vec<u8>,
+    ) -> Result<Bytes, InvokeFailure> {
         if payload.len() > MAX_PAYLOAD_BYTES {
             return Err(InvokeFailure::PayloadTooLarge);
         }
@@ -203,7 +218,10 @@ impl LambdaInvoker {
             .send()
             .await
             .map_err(classify)?;
-        let payload = output.payload().map(|p| Bytes::copy_from_slice(p.as_ref())).unwrap_or_default();
+        let payload = output
+            .payload()
+            .map(|p| Bytes::copy_from_slice(p.as_ref()))
+            .unwrap_or_default();
         if let Some(kind) = output.function_error() {
             let detail = String::from_utf8_lossy(&payload[..payload.len().min(512)]).into_owned();
             return Err(InvokeFailure::FunctionError {
@@ -215,11 +233,15 @@ impl LambdaInvoker {
     }
 }
 
-fn classify(error: SdkError<InvokeError, aws_sdk_lambda::config::http::HttpResponse>) -> InvokeFailure {
+fn classify(
+    error: SdkError<InvokeError, aws_sdk_lambda::config::http::HttpResponse>,
+) -> InvokeFailure {
     if let Some(service) = error.as_service_error() {
         return match service {
             InvokeError::TooManyRequestsException(throttle) => InvokeFailure::Throttled {
-                retry_after_seconds: throttle.retry_after_seconds().and_then(|s| s.trim().parse().ok()),
+                retry_after_seconds: throttle
+                    .retry_after_seconds()
+                    .and_then(|s| s.trim().parse().ok()),
             },
             InvokeError::RequestTooLargeException(_) => InvokeFailure::PayloadTooLarge,
             other => InvokeFailure::Service(format!("{other}")),
@@ -231,7 +253,10 @@ fn classify(error: SdkError<InvokeError, aws_sdk_lambda::config::http::HttpRespo
             retry_after_seconds: None,
         };
     }
-    InvokeFailure::Service(format!("{}", aws_sdk_lambda::error::DisplayErrorContext(&error)))
+    InvokeFailure::Service(format!(
+        "{}",
+        aws_sdk_lambda::error::DisplayErrorContext(&error)
+    ))
 }
 
 /// A timeout helper kept here so callers do not need to know the SDK's error types.
@@ -252,13 +277,22 @@ mod tests {
         headers.append("X-One", HeaderValue::from_static("1"));
         headers.append("x-one", HeaderValue::from_static("2"));
         headers.append("Content-Type", HeaderValue::from_static("application/json"));
-        let envelope = RequestEnvelope::new("POST", "/orders/7?verbose=1", headers.iter(), Some(b"{\"qty\":2}"));
+        let envelope = RequestEnvelope::new(
+            "POST",
+            "/orders/7?verbose=1",
+            headers.iter(),
+            Some(b"{\"qty\":2}"),
+        );
         let json: serde_json::Value = serde_json::from_slice(&envelope.to_payload()).unwrap();
         assert_eq!(json["method"], "POST");
         assert_eq!(json["uri"], "/orders/7?verbose=1");
         assert_eq!(
             json["headers"],
-            serde_json::json!([["x-one", "1"], ["x-one", "2"], ["content-type", "application/json"]])
+            serde_json::json!([
+                ["x-one", "1"],
+                ["x-one", "2"],
+                ["content-type", "application/json"]
+            ])
         );
         assert_eq!(json["body"], "eyJxdHkiOjJ9");
         let bodyless = RequestEnvelope::new("GET", "/", std::iter::empty(), None);
@@ -274,13 +308,40 @@ mod tests {
         assert_eq!(&ok.body[..], b"hi");
         let minimal = ResponseEnvelope::parse(br#"{"status": 204}"#).unwrap();
         assert!(minimal.headers.is_empty() && minimal.body.is_empty());
-        assert!(matches!(ResponseEnvelope::parse(br#"{"status": 600}"#), Err(EnvelopeError::Status(_))));
-        assert!(matches!(ResponseEnvelope::parse(br#"{"status": "200"}"#), Err(EnvelopeError::Status(_))));
-        assert!(matches!(ResponseEnvelope::parse(br#"{"status": 99}"#), Err(EnvelopeError::Status(_))));
-        assert!(matches!(ResponseEnvelope::parse(br#"{"headers": []}"#), Err(EnvelopeError::Shape(_))));
-        assert!(matches!(ResponseEnvelope::parse(b"not json"), Err(EnvelopeError::Shape(_))));
-        assert!(matches!(ResponseEnvelope::parse(br#"{"status": 200, "body": "!!"}"#), Err(EnvelopeError::Base64(_))));
-        assert!(matches!(ResponseEnvelope::parse(br#"{"status": 200, "body": "aGk"}"#), Err(EnvelopeError::Base64(_))), "padding is required");
-        assert!(matches!(ResponseEnvelope::parse(br#"{"status": 200, "headers": [["bad name", "x"]]}"#), Err(EnvelopeError::Header(_))));
+        assert!(matches!(
+            ResponseEnvelope::parse(br#"{"status": 600}"#),
+            Err(EnvelopeError::Status(_))
+        ));
+        assert!(matches!(
+            ResponseEnvelope::parse(br#"{"status": "200"}"#),
+            Err(EnvelopeError::Status(_))
+        ));
+        assert!(matches!(
+            ResponseEnvelope::parse(br#"{"status": 99}"#),
+            Err(EnvelopeError::Status(_))
+        ));
+        assert!(matches!(
+            ResponseEnvelope::parse(br#"{"headers": []}"#),
+            Err(EnvelopeError::Shape(_))
+        ));
+        assert!(matches!(
+            ResponseEnvelope::parse(b"not json"),
+            Err(EnvelopeError::Shape(_))
+        ));
+        assert!(matches!(
+            ResponseEnvelope::parse(br#"{"status": 200, "body": "!!"}"#),
+            Err(EnvelopeError::Base64(_))
+        ));
+        assert!(
+            matches!(
+                ResponseEnvelope::parse(br#"{"status": 200, "body": "aGk"}"#),
+                Err(EnvelopeError::Base64(_))
+            ),
+            "padding is required"
+        );
+        assert!(matches!(
+            ResponseEnvelope::parse(br#"{"status": 200, "headers": [["bad name", "x"]]}"#),
+            Err(EnvelopeError::Header(_))
+        ));
     }
 }

@@ -12,6 +12,6 @@ pub use body::{empty_body, full_body, BoxError, ProxyBody};
 pub use client::{HttpUpstreamClient, UpstreamError};
 pub use fetch::FetchError;
 pub use lambda::{
-    with_timeout, EnvelopeError, InvokeFailure, LambdaInvoker, LambdaTarget, RequestEnvelope, ResponseEnvelope,
-    MAX_PAYLOAD_BYTES,
+    with_timeout, EnvelopeError, InvokeFailure, LambdaInvoker, LambdaTarget, RequestEnvelope,
+    ResponseEnvelope, MAX_PAYLOAD_BYTES,
 };

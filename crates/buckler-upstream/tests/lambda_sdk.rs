@@ -22,11 +22,16 @@ async fn invokes_signed_with_qualifier_and_maps_failures() {
     credentials();
     let fake = FakeLambda::start().await;
     fake.function("echo", |call| LambdaReply::Payload(call.payload.clone()));
-    fake.function("broken", |_| LambdaReply::FunctionError(bytes::Bytes::from_static(b"{\"errorMessage\":\"boom\"}")));
+    fake.function("broken", |_| {
+        LambdaReply::FunctionError(bytes::Bytes::from_static(b"{\"errorMessage\":\"boom\"}"))
+    });
     fake.function("busy", |_| LambdaReply::Throttle(Some(7)));
     let invoker = LambdaInvoker::new(Some(fake.endpoint()));
 
-    let payload = invoker.invoke(&target("echo"), b"{\"x\":1}".to_vec()).await.unwrap();
+    let payload = invoker
+        .invoke(&target("echo"), b"{\"x\":1}".to_vec())
+        .await
+        .unwrap();
     assert_eq!(&payload[..], b"{\"x\":1}");
 
     let arn = LambdaTarget {
@@ -40,14 +45,37 @@ async fn invokes_signed_with_qualifier_and_maps_failures() {
     assert_eq!(last.qualifier.as_deref(), Some("live"));
     assert_eq!(fake.unsigned_requests(), 0);
 
-    let error = invoker.invoke(&target("broken"), b"{}".to_vec()).await.unwrap_err();
-    assert!(matches!(error, InvokeFailure::FunctionError { ref kind, .. } if kind == "Unhandled"), "{error}");
-    let error = invoker.invoke(&target("busy"), b"{}".to_vec()).await.unwrap_err();
-    assert!(matches!(error, InvokeFailure::Throttled { retry_after_seconds: Some(7) }), "{error}");
-    let error = invoker.invoke(&target("missing"), b"{}".to_vec()).await.unwrap_err();
+    let error = invoker
+        .invoke(&target("broken"), b"{}".to_vec())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, InvokeFailure::FunctionError { ref kind, .. } if kind == "Unhandled"),
+        "{error}"
+    );
+    let error = invoker
+        .invoke(&target("busy"), b"{}".to_vec())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            InvokeFailure::Throttled {
+                retry_after_seconds: Some(7)
+            }
+        ),
+        "{error}"
+    );
+    let error = invoker
+        .invoke(&target("missing"), b"{}".to_vec())
+        .await
+        .unwrap_err();
     assert!(matches!(error, InvokeFailure::Service(_)), "{error}");
     let error = invoker
-        .invoke(&target("echo"), vec![b' '; buckler_upstream::MAX_PAYLOAD_BYTES + 1])
+        .invoke(
+            &target("echo"),
+            vec![b' '; buckler_upstream::MAX_PAYLOAD_BYTES + 1],
+        )
         .await
         .unwrap_err();
     assert!(matches!(error, InvokeFailure::PayloadTooLarge), "{error}");

@@ -28,8 +28,16 @@ fn check_accepts_a_valid_config() {
         r#"{ listen: "127.0.0.1:0", domains: [{ "domain-name": "*", upstreams: [
             { serviceType: "swagger2", serviceLocation: "http://127.0.0.1:9", weight: 2 } ] }] }"#,
     );
-    let out = buckler().args(["check", "--config"]).arg(&path).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = buckler()
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
 }
 
@@ -37,18 +45,34 @@ fn check_accepts_a_valid_config() {
 fn check_lists_every_problem_with_its_position() {
     let text = "{\n  listen: \"127.0.0.1:0\",\n  bogus: 1,\n  domains: [{\n    \"domain-name\": \"*\",\n    \"request-timeout\": 5,\n    upstreams: [{ serviceType: \"swagger9\", serviceLocation: \"http://h/\", weight: -1 }],\n  }],\n}\n";
     let path = temp_config("invalid", text);
-    let out = buckler().args(["check", "--config"]).arg(&path).output().unwrap();
+    let out = buckler()
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let file = path.display().to_string();
     let lines: Vec<&str> = stdout.lines().collect();
     assert!(lines.len() >= 5, "every problem listed:\n{stdout}");
     for line in &lines {
-        assert!(line.starts_with(&format!("{file}:")), "FILE:LINE:COL prefix: {line}");
+        assert!(
+            line.starts_with(&format!("{file}:")),
+            "FILE:LINE:COL prefix: {line}"
+        );
     }
-    assert!(stdout.contains(&format!("{file}:3:3:")) && stdout.contains("bogus"), "{stdout}");
-    assert!(stdout.contains(&format!("{file}:6:24:")) && stdout.contains("request-timeout"), "{stdout}");
-    assert!(stdout.contains("serviceType") && stdout.contains("swagger9"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("{file}:3:3:")) && stdout.contains("bogus"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("{file}:6:24:")) && stdout.contains("request-timeout"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("serviceType") && stdout.contains("swagger9"),
+        "{stdout}"
+    );
     assert!(stdout.contains("serviceLocation"), "{stdout}");
     assert!(stdout.contains("weight"), "{stdout}");
 }
@@ -63,19 +87,30 @@ fn run_fails_fast_with_one_clear_line() {
             taken.local_addr().unwrap()
         ),
     );
-    let out = buckler().args(["run", "--config"]).arg(&path).output().unwrap();
+    let out = buckler()
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("cannot listen on"), "{stderr}");
 
-    let out = buckler().args(["--config", "/nonexistent/buckler.json5"]).output().unwrap();
+    let out = buckler()
+        .args(["--config", "/nonexistent/buckler.json5"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_in_flight_requests_finish() {
     let upstream = FakeUpstream::builder("slow")
-        .doc(Swagger2Doc::new("slow", "1").op("get", "/slow/{ms}").to_json())
+        .doc(
+            Swagger2Doc::new("slow", "1")
+                .op("get", "/slow/{ms}")
+                .to_json(),
+        )
         .start()
         .await;
     let path = temp_config(
@@ -114,13 +149,23 @@ async fn sigterm_lets_in_flight_requests_finish() {
     let slow = std::thread::spawn(move || raw_get(&slow_addr, "/slow/1500"));
     std::thread::sleep(Duration::from_millis(300));
     let pid = child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
 
     let reply = slow.join().unwrap();
-    assert!(reply.starts_with("HTTP/1.1 200"), "in-flight request finished: {reply}");
+    assert!(
+        reply.starts_with("HTTP/1.1 200"),
+        "in-flight request finished: {reply}"
+    );
     let status = child.wait().unwrap();
     assert!(status.success(), "exit 0 after SIGTERM: {status:?}");
-    assert!(std::net::TcpStream::connect(&addr).is_err(), "no longer accepting");
+    assert!(
+        std::net::TcpStream::connect(&addr).is_err(),
+        "no longer accepting"
+    );
 }
 
 fn raw_get(addr: &str, path: &str) -> String {
@@ -128,7 +173,10 @@ fn raw_get(addr: &str, path: &str) -> String {
         return String::new();
     };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    let _ = write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let _ = write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    );
     let mut out = String::new();
     let _ = stream.read_to_string(&mut out);
     out
