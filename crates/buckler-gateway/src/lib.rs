@@ -15,12 +15,12 @@ mod error;
 mod headers;
 mod lambda;
 mod local;
-mod metrics;
+pub mod metrics;
 pub mod names;
 mod pipeline;
 mod server;
-mod table;
-mod upstream;
+pub mod table;
+pub mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -181,3 +181,82 @@ fn raw_get(addr: &str, path: &str) -> String {
     let _ = stream.read_to_string(&mut out);
     out
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_and_a_broken_file_changes_nothing() {
+    let first = FakeUpstream::builder("first")
+        .doc(Swagger2Doc::new("first", "1").op("get", "/who").to_json())
+        .start()
+        .await;
+    let second = FakeUpstream::builder("second")
+        .doc(Swagger2Doc::new("second", "1").op("get", "/who").to_json())
+        .start()
+        .await;
+    let config = |url: &str| {
+        format!(
+            r#"{{ listen: "127.0.0.1:0", domains: [{{ "domain-name": "*",
+                 upstreams: [{{ serviceType: "swagger2", serviceLocation: "{url}" }}] }}] }}"#
+        )
+    };
+    let path = temp_config("sighup", &config(&first.url()));
+    let mut child = buckler()
+        .args(["run", "--config"])
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let addr = line.trim().rsplit(' ').next().unwrap().to_owned();
+    let who = |addr: &str| raw_get(addr, "/who");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !who(&addr).contains("\"upstream\":\"first\"") {
+        assert!(std::time::Instant::now() < deadline, "first never served");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = child.id().to_string();
+
+    std::fs::write(&path, "{ domains: [ broken").unwrap();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        who(&addr).contains("\"upstream\":\"first\""),
+        "a broken file changes nothing"
+    );
+
+    std::fs::write(&path, config(&second.url())).unwrap();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !who(&addr).contains("\"upstream\":\"second\"") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SIGHUP reload never applied"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let metrics = raw_get(&addr, "/metrics");
+    assert!(
+        metrics.contains("buckler_config_reloads_total{result=\"error\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("buckler_config_reloads_total{result=\"ok\"} 1"),
+        "{metrics}"
+    );
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    assert!(child.wait().unwrap().success());
+}
