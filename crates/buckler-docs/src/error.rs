@@ -1,53 +1,134 @@
 //! Why a document was rejected.
 
-/// A document that cannot be used; the message says exactly why.
+/// A document that cannot be used; the message says exactly why and where.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DocsError {
+    /// Checked before anything is parsed.
     #[error("document is {bytes} bytes, more than the {limit}-byte limit")]
     TooLarge { bytes: usize, limit: usize },
-    #[error("document declares more than {limit} paths")]
-    TooManyPaths { limit: usize },
-    #[error("document declares more than {limit} operations")]
-    TooManyOperations { limit: usize },
+    #[error("document declares {count} paths, more than the limit of {limit}")]
+    TooManyPaths { count: usize, limit: usize },
+    #[error("document declares {count} operations, more than the limit of {limit}")]
+    TooManyOperations { count: usize, limit: usize },
+    /// The body starts like YAML (or another non-JSON format).
     #[error("expected a JSON document; YAML is not supported")]
     NotJson,
-    #[error("invalid document at line {line}, column {column}: {message}")]
-    Json { line: usize, column: usize, message: String },
-    #[error("unsupported document version {found:?} (expected {expected})")]
-    WrongVersion { found: String, expected: &'static str },
-    #[error("{method} {path}: parameter {name:?} has unknown location {location:?} (body, formData, header, path, query)")]
+    /// Malformed JSON, a wrong type or a missing field, with its position and, where known,
+    /// the JSON path of the offending value (`paths./pets.get.parameters[0].required`).
+    #[error("invalid document at line {line}, column {column}{}: {message}", at(.path))]
+    Json {
+        line: usize,
+        column: usize,
+        path: String,
+        message: String,
+    },
+    /// A value that could not be read into the model; only its JSON path is known (the
+    /// document went through a rewrite, so line and column would be meaningless).
+    #[error("invalid document at {path}: {message}")]
+    Invalid { path: String, message: String },
+    #[error("unsupported document version {found} (expected {expected})")]
+    WrongVersion {
+        found: String,
+        expected: &'static str,
+    },
+    #[error("{method} {path}: parameter {name:?} has unknown location {location:?} (expected one of {expected})")]
     InvalidParameterLocation {
         path: String,
         method: String,
         name: String,
         location: String,
+        expected: &'static str,
+    },
+    #[error("{method} {path}: parameter #{index} has no {missing:?}")]
+    IncompleteParameter {
+        path: String,
+        method: String,
+        index: usize,
+        missing: &'static str,
     },
     #[error("{method} {path}: unresolvable parameter reference {reference:?}")]
-    UnresolvedReference { path: String, method: String, reference: String },
+    UnresolvedReference {
+        path: String,
+        method: String,
+        reference: String,
+    },
+    #[error("{path}: operation #{index} declares no method")]
+    MissingMethod { path: String, index: usize },
+    #[error("{path}: unsupported method {method:?}")]
+    UnsupportedMethod { path: String, method: String },
 }
 
-impl DocsError {
-    pub(crate) fn from_json(error: &serde_json::Error) -> Self {
-        let message = error.to_string();
-        // serde_json appends " at line L column C"; keep the message without it.
-        let message = message
-            .rsplit_once(" at line ")
-            .map_or(message.as_str(), |(m, _)| m)
-            .to_owned();
-        DocsError::Json {
-            line: error.line(),
-            column: error.column(),
-            message,
-        }
+fn at(path: &str) -> String {
+    if path.is_empty() || path == "." {
+        String::new()
+    } else {
+        format!(" (at {path})")
     }
 }
 
-/// Rejects what is obviously not JSON before a confusing parse error.
-pub(crate) fn check_json_start(bytes: &[u8]) -> Result<(), DocsError> {
-    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
-    match first {
-        Some(b'{') => Ok(()),
-        Some(_) if bytes.starts_with(b"---") || bytes.windows(2).take(200).any(|w| w == b": ") => Err(DocsError::NotJson),
-        _ => Ok(()),
+impl DocsError {
+    /// From a syntax or type error with its position.
+    pub(crate) fn json(error: &serde_json::Error, path: String) -> Self {
+        DocsError::Json {
+            line: error.line(),
+            column: error.column(),
+            path,
+            message: strip_position(&error.to_string()),
+        }
+    }
+
+    /// From a typed parse that tracked the JSON path.
+    pub(crate) fn tracked(error: &serde_path_to_error::Error<serde_json::Error>) -> Self {
+        DocsError::json(error.inner(), error.path().to_string())
+    }
+}
+
+/// serde_json appends " at line L column C" to its messages; the variant carries them apart.
+fn strip_position(message: &str) -> String {
+    match message.rsplit_once(" at line ") {
+        Some((text, position)) if position.contains(" column ") => text.to_owned(),
+        _ => message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_errors_name_position_and_path() {
+        let error = DocsError::Json {
+            line: 3,
+            column: 14,
+            path: "paths./a.get.parameters[0].required".to_owned(),
+            message: "invalid type: string \"yes\", expected a boolean".to_owned(),
+        };
+        assert_eq!(
+            error.to_string(),
+            "invalid document at line 3, column 14 (at paths./a.get.parameters[0].required): \
+             invalid type: string \"yes\", expected a boolean"
+        );
+        let rootless = DocsError::Json {
+            line: 1,
+            column: 1,
+            path: ".".to_owned(),
+            message: "expected value".to_owned(),
+        };
+        assert_eq!(
+            rootless.to_string(),
+            "invalid document at line 1, column 1: expected value"
+        );
+    }
+
+    #[test]
+    fn position_suffix_is_stripped_once() {
+        assert_eq!(
+            strip_position("expected value at line 1 column 2"),
+            "expected value"
+        );
+        assert_eq!(
+            strip_position("key \"at line \" bad"),
+            "key \"at line \" bad"
+        );
     }
 }

@@ -1,24 +1,32 @@
 //! Swagger 1.2 (and the older 1.1 shape): a resource listing naming API declarations, each
-//! with `apis[].path` × `operations[]`. Declaration `basePath`/`resourcePath` are ignored for
-//! routing, as Shield did: upstreams serve the paths as declared.
+//! with `apis[].path` × `operations[]`.
+//!
+//! As Shield did: declaration `basePath`/`resourcePath` are ignored for routing (upstreams
+//! serve the paths as declared), and, as the 1.1 → 1.2 migration did, `{format}` in listing
+//! and API paths becomes `json`. 1.1 spells `method` as `httpMethod`; `paramType` is matched
+//! case-insensitively (`form` is the form location). Swagger 1 has no vendor extensions.
 
 use indexmap::IndexMap;
 use openapiv3 as oa;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Map, Value};
 
-use crate::error::check_json_start;
-use crate::swagger2::{any_schema, media_list};
-use crate::{DocsError, Limits, X_BODY_PARAMETERS, X_CONSUMES, X_PRODUCES};
+use crate::json::{check_counts, json_body, parse_typed, PathCensus};
+use crate::media::media_list;
+use crate::model::{build_operation, merge_param, SourceOperation, SourceParam};
+use crate::{schema, DocsError, Limits, ParamLocation};
 
 #[derive(Debug, Deserialize)]
 struct Listing {
     #[serde(default)]
     apis: Vec<ListedApi>,
     #[serde(rename = "apiVersion")]
-    api_version: Option<String>,
-    #[serde(default)]
+    api_version: Option<Value>,
     info: Option<ListingInfo>,
+    #[serde(rename = "swaggerVersion")]
+    swagger_version: Option<Value>,
+    swagger: Option<Value>,
+    openapi: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -33,6 +41,10 @@ struct ListedApi {
 
 #[derive(Debug, Deserialize)]
 struct Declaration {
+    #[serde(rename = "swaggerVersion")]
+    swagger_version: Option<Value>,
+    swagger: Option<Value>,
+    openapi: Option<Value>,
     #[serde(default)]
     apis: Vec<Api>,
     consumes: Option<Vec<String>>,
@@ -54,6 +66,7 @@ struct Operation {
     http_method: Option<String>,
     nickname: Option<String>,
     summary: Option<String>,
+    notes: Option<String>,
     consumes: Option<Vec<String>>,
     produces: Option<Vec<String>>,
     #[serde(default)]
@@ -67,69 +80,130 @@ struct Param {
     param_type: String,
     #[serde(default)]
     required: bool,
+    description: Option<String>,
+    /// 1.2 primitive type (1.1: `dataType`).
+    #[serde(rename = "type", alias = "dataType")]
+    data_type: Option<String>,
+    format: Option<String>,
 }
 
-fn check(bytes: &[u8], limits: &Limits) -> Result<(), DocsError> {
-    if bytes.len() > limits.max_bytes {
-        return Err(DocsError::TooLarge {
-            bytes: bytes.len(),
-            limit: limits.max_bytes,
+const EXPECTED_VERSION: &str = "swaggerVersion \"1.x\"";
+
+fn check_version(
+    swagger_version: Option<&Value>,
+    swagger: Option<&Value>,
+    openapi: Option<&Value>,
+) -> Result<(), DocsError> {
+    if let Some(other) = swagger.or(openapi) {
+        return Err(DocsError::WrongVersion {
+            found: other.to_string(),
+            expected: EXPECTED_VERSION,
         });
     }
-    check_json_start(bytes)
+    let version = match swagger_version {
+        None => return Ok(()),
+        Some(Value::String(text)) => text.clone(),
+        Some(other) => other.to_string(),
+    };
+    if version.starts_with("1.") {
+        Ok(())
+    } else {
+        Err(DocsError::WrongVersion {
+            found: format!("{version:?}"),
+            expected: EXPECTED_VERSION,
+        })
+    }
 }
 
-/// The API declaration paths a resource listing names, to be fetched next relative to the
-/// listing URL (`/users` from `apis[].path`).
-pub fn swagger1_listing(bytes: &[u8], limits: &Limits) -> Result<Vec<String>, DocsError> {
-    check(bytes, limits)?;
-    let listing: Listing = serde_json::from_slice(bytes).map_err(|e| DocsError::from_json(&e))?;
+fn read_listing(bytes: &[u8], limits: &Limits) -> Result<Listing, DocsError> {
+    let listing: Listing = parse_typed(json_body(bytes, limits)?)?;
+    check_version(
+        listing.swagger_version.as_ref(),
+        listing.swagger.as_ref(),
+        listing.openapi.as_ref(),
+    )?;
     if listing.apis.len() > limits.max_paths {
-        return Err(DocsError::TooManyPaths { limit: limits.max_paths });
+        return Err(DocsError::TooManyPaths {
+            count: listing.apis.len(),
+            limit: limits.max_paths,
+        });
     }
-    Ok(listing.apis.into_iter().map(|a| a.path).collect())
+    Ok(listing)
+}
+
+/// The API declaration paths a resource listing names, in order, to be fetched next relative
+/// to the listing URL (`/users` from `apis[].path`; always with a leading `/`; `{format}`
+/// replaced by `json`). More listed APIs than `max_paths` is an error.
+pub fn swagger1_listing(bytes: &[u8], limits: &Limits) -> Result<Vec<String>, DocsError> {
+    let listing = read_listing(bytes, limits)?;
+    Ok(listing
+        .apis
+        .iter()
+        .map(|api| normalise_path(&api.path))
+        .collect())
+}
+
+fn normalise_path(path: &str) -> String {
+    let path = path.replace("{format}", "json");
+    if path.starts_with('/') {
+        path
+    } else {
+        format!("/{path}")
+    }
 }
 
 /// The listing and its fetched declarations (in listing order) as the normalised model.
-pub fn parse_swagger1(listing: &[u8], declarations: &[Vec<u8>], limits: &Limits) -> Result<oa::OpenAPI, DocsError> {
-    check(listing, limits)?;
-    let parsed: Listing = serde_json::from_slice(listing).map_err(|e| DocsError::from_json(&e))?;
+/// Title from the listing's `info.title`, version from its `apiVersion`. Paths and operations
+/// are counted across all declarations; a path declared twice merges, the later operation for
+/// the same method wins.
+pub fn parse_swagger1(
+    listing: &[u8],
+    declarations: &[Vec<u8>],
+    limits: &Limits,
+) -> Result<oa::OpenAPI, DocsError> {
+    let listing = read_listing(listing, limits)?;
+    let version = match listing.api_version {
+        Some(Value::String(text)) => text,
+        Some(Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    };
     let mut model = oa::OpenAPI {
         openapi: "3.0.3".to_owned(),
         info: oa::Info {
-            title: parsed
+            title: listing
                 .info
                 .and_then(|i| i.title)
                 .unwrap_or_else(|| "(not specified)".to_owned()),
-            version: parsed.api_version.unwrap_or_default(),
+            version,
             ..Default::default()
         },
         ..Default::default()
     };
     let mut paths: IndexMap<String, oa::PathItem> = IndexMap::new();
-    let mut operations = 0usize;
+    let mut counts = PathCensus::default();
     for bytes in declarations {
-        check(bytes, limits)?;
-        let declaration: Declaration = serde_json::from_slice(bytes).map_err(|e| DocsError::from_json(&e))?;
+        let declaration: Declaration = parse_typed(json_body(bytes, limits)?)?;
+        check_version(
+            declaration.swagger_version.as_ref(),
+            declaration.swagger.as_ref(),
+            declaration.openapi.as_ref(),
+        )?;
         for api in &declaration.apis {
-            if !paths.contains_key(&api.path) && paths.len() >= limits.max_paths {
-                return Err(DocsError::TooManyPaths { limit: limits.max_paths });
-            }
-            let item = paths.entry(api.path.clone()).or_default();
-            for op in &api.operations {
-                operations += 1;
-                if operations > limits.max_operations {
-                    return Err(DocsError::TooManyOperations {
-                        limit: limits.max_operations,
-                    });
-                }
-                let method = op
+            let path = normalise_path(&api.path);
+            counts.paths += usize::from(!paths.contains_key(&path));
+            counts.operations += api.operations.len();
+            check_counts(counts, limits)?;
+            let item = paths.entry(path.clone()).or_default();
+            for (index, operation) in api.operations.iter().enumerate() {
+                let method = operation
                     .method
                     .as_deref()
-                    .or(op.http_method.as_deref())
-                    .unwrap_or("GET")
+                    .or(operation.http_method.as_deref())
+                    .ok_or_else(|| DocsError::MissingMethod {
+                        path: path.clone(),
+                        index,
+                    })?
                     .to_ascii_uppercase();
-                let converted = convert(&declaration, &api.path, &method, op)?;
                 let slot = match method.as_str() {
                     "GET" => &mut item.get,
                     "PUT" => &mut item.put,
@@ -138,9 +212,9 @@ pub fn parse_swagger1(listing: &[u8], declarations: &[Vec<u8>], limits: &Limits)
                     "OPTIONS" => &mut item.options,
                     "HEAD" => &mut item.head,
                     "PATCH" => &mut item.patch,
-                    _ => continue,
+                    _ => return Err(DocsError::UnsupportedMethod { path, method }),
                 };
-                *slot = Some(converted);
+                *slot = Some(convert(&declaration, &path, &method, operation)?);
             }
         }
     }
@@ -150,103 +224,73 @@ pub fn parse_swagger1(listing: &[u8], declarations: &[Vec<u8>], limits: &Limits)
     Ok(model)
 }
 
-fn convert(declaration: &Declaration, path: &str, method: &str, op: &Operation) -> Result<oa::Operation, DocsError> {
-    let consumes = media_list(op.consumes.as_ref().or(declaration.consumes.as_ref()));
-    let produces = media_list(op.produces.as_ref().or(declaration.produces.as_ref()));
-    let mut converted = oa::Operation {
-        operation_id: op.nickname.clone(),
-        summary: op.summary.clone(),
-        ..Default::default()
-    };
-    let mut body = Vec::new();
-    for param in &op.parameters {
-        let data = |name: String| oa::ParameterData {
-            name,
-            description: None,
-            required: param.required || param.param_type == "path",
-            deprecated: None,
-            format: oa::ParameterSchemaOrContent::Schema(oa::ReferenceOr::Item(any_schema())),
-            example: None,
-            examples: IndexMap::new(),
-            explode: None,
-            extensions: IndexMap::new(),
-        };
-        let converted_param = match param.param_type.as_str() {
-            "query" => oa::Parameter::Query {
-                parameter_data: data(param.name.clone()),
-                allow_reserved: false,
-                style: oa::QueryStyle::Form,
-                allow_empty_value: None,
-            },
-            "header" => oa::Parameter::Header {
-                parameter_data: data(param.name.to_ascii_lowercase()),
-                style: oa::HeaderStyle::Simple,
-            },
-            "path" => oa::Parameter::Path {
-                parameter_data: data(param.name.clone()),
-                style: oa::PathStyle::Simple,
-            },
-            "body" | "form" => {
-                let location = if param.param_type == "body" { "body" } else { "formData" };
-                body.push(json!([location, param.name]));
-                continue;
-            }
-            other => {
+fn convert(
+    declaration: &Declaration,
+    path: &str,
+    method: &str,
+    operation: &Operation,
+) -> Result<oa::Operation, DocsError> {
+    let mut params = Vec::with_capacity(operation.parameters.len());
+    for param in &operation.parameters {
+        let location = match param.param_type.to_ascii_lowercase().as_str() {
+            "body" => ParamLocation::Body,
+            "form" => ParamLocation::FormData,
+            "header" => ParamLocation::Header,
+            "path" => ParamLocation::Path,
+            "query" => ParamLocation::Query,
+            _ => {
                 return Err(DocsError::InvalidParameterLocation {
                     path: path.to_owned(),
                     method: method.to_owned(),
                     name: param.name.clone(),
-                    location: other.to_owned(),
+                    location: param.param_type.clone(),
+                    expected: "body, form, header, path, query",
                 })
             }
         };
-        converted.parameters.push(oa::ReferenceOr::Item(converted_param));
+        merge_param(
+            &mut params,
+            SourceParam {
+                location,
+                name: param.name.clone(),
+                required: param.required,
+                description: param.description.clone(),
+                schema: primitive_schema(param),
+            },
+        );
     }
-    if !body.is_empty() {
-        converted.extensions.insert(X_BODY_PARAMETERS.to_owned(), serde_json::Value::Array(body));
-    }
-    converted.responses.default = Some(oa::ReferenceOr::Item(oa::Response {
-        description: "response".to_owned(),
-        content: produces.iter().map(|t| (t.clone(), oa::MediaType::default())).collect(),
+    let consumes = operation
+        .consumes
+        .as_ref()
+        .or(declaration.consumes.as_ref());
+    let produces = operation
+        .produces
+        .as_ref()
+        .or(declaration.produces.as_ref());
+    Ok(build_operation(SourceOperation {
+        operation_id: operation.nickname.clone(),
+        summary: operation.summary.clone(),
+        description: operation.notes.clone(),
+        params,
+        consumes: media_list(consumes.into_iter().flatten()),
+        produces: media_list(produces.into_iter().flatten()),
         ..Default::default()
-    }));
-    converted.extensions.insert(X_CONSUMES.to_owned(), json!(consumes));
-    converted.extensions.insert(X_PRODUCES.to_owned(), json!(produces));
-    Ok(converted)
+    }))
+}
+
+/// Primitive 1.2 types carry over; models and 1.1 type names become the any-schema.
+fn primitive_schema(param: &Param) -> oa::ReferenceOr<oa::Schema> {
+    let mut fields = Map::new();
+    if let Some(kind) = param.data_type.as_deref() {
+        if matches!(kind, "integer" | "number" | "string" | "boolean") {
+            fields.insert("type".to_owned(), Value::from(kind));
+            if let Some(format) = &param.format {
+                fields.insert("format".to_owned(), Value::from(format.as_str()));
+            }
+        }
+    }
+    schema::from_inline(&fields)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn listing_and_declarations_in_both_shapes() {
-        let listing = br#"{"swaggerVersion": "1.2", "apiVersion": "1.0", "apis": [{"path": "/users"}, {"path": "/legacy"}]}"#;
-        assert_eq!(swagger1_listing(listing, &Limits::default()).unwrap(), vec!["/users", "/legacy"]);
-        let users = br#"{"swaggerVersion": "1.2", "basePath": "http://x", "produces": ["application/json"],
-            "apis": [{"path": "/users/{id}", "operations": [
-                {"method": "GET", "nickname": "getUser", "parameters": [{"name": "id", "paramType": "path"}, {"name": "X-A", "paramType": "header"}]},
-                {"method": "PUT", "consumes": ["application/json"], "parameters": [{"name": "body", "paramType": "body"}]}
-            ]}]}"#
-            .to_vec();
-        let legacy = br#"{"apis": [{"path": "/old", "operations": [{"httpMethod": "POST", "parameters": [{"name": "f", "paramType": "form"}]}]}]}"#.to_vec();
-        let model = parse_swagger1(listing, &[users, legacy], &Limits::default()).unwrap();
-        let list = crate::endpoints(&model);
-        assert_eq!(list.len(), 3);
-        assert_eq!(list[0].method, http::Method::GET);
-        assert_eq!(list[0].path, "/users/{id}");
-        assert_eq!(list[0].produces, vec!["application/json"]);
-        assert!(list[0].parameters.iter().any(|p| p.name == "x-a"));
-        assert_eq!(list[1].consumes, vec!["application/json"]);
-        assert_eq!(list[2].method, http::Method::POST);
-        assert_eq!(list[2].path, "/old");
-    }
-
-    #[test]
-    fn bad_param_type_is_an_error() {
-        let listing = br#"{"apis": [{"path": "/a"}]}"#;
-        let decl = br#"{"apis": [{"path": "/a", "operations": [{"method": "GET", "parameters": [{"name": "x", "paramType": "matrix"}]}]}]}"#.to_vec();
-        let err = parse_swagger1(listing, &[decl], &Limits::default()).unwrap_err();
-        assert!(err.to_string().contains("matrix"), "{err}");
-    }
-}
+mod tests;

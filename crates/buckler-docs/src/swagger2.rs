@@ -1,28 +1,40 @@
-//! Swagger 2.0: small hand-written serde structs (tolerant of fields Buckler does not use,
+//! Swagger 2.0: small hand-written serde types (tolerant of fields Buckler does not read,
 //! strict on the types of those it does), converted into the OpenAPI 3 model.
+//!
+//! No `#[serde(flatten)]`: it buffers the whole object and error positions would point at its
+//! end. Objects that keep arbitrary extra keys have hand-written visitors instead.
+
+use std::fmt;
 
 use indexmap::IndexMap;
 use openapiv3 as oa;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::de::{IgnoredAny, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use serde_json::{Map, Value};
 
-use crate::error::check_json_start;
-use crate::limits::{limited_map, with_path_limit};
-use crate::{DocsError, Limits, X_BODY_PARAMETERS, X_CONSUMES, X_PRODUCES};
+use crate::json::{census, json_body, parse_typed, without_extensions};
+use crate::media::media_list;
+use crate::model::{build_operation, merge_param, SourceOperation, SourceParam, SourceResponse};
+use crate::{
+    schema, DocsError, Limits, ParamLocation, X_DISABLED_LISTENERS, X_DISABLED_MIDDLEWARE,
+};
 
 #[derive(Debug, Deserialize)]
 struct Document {
-    swagger: Value,
     #[serde(default)]
     info: Info,
     #[serde(rename = "basePath")]
     base_path: Option<String>,
     consumes: Option<Vec<String>>,
     produces: Option<Vec<String>>,
-    #[serde(default, deserialize_with = "limited_map")]
+    #[serde(default, deserialize_with = "without_extensions")]
     paths: IndexMap<String, PathItem>,
     #[serde(default)]
     parameters: IndexMap<String, Param>,
+    #[serde(default, deserialize_with = "without_extensions")]
+    responses: IndexMap<String, Response>,
+    #[serde(default)]
+    definitions: IndexMap<String, Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -32,6 +44,7 @@ struct Info {
     description: Option<String>,
 }
 
+/// Swagger 2 has no `trace`.
 #[derive(Debug, Default, Deserialize)]
 struct PathItem {
     get: Option<Operation>,
@@ -42,93 +55,182 @@ struct PathItem {
     head: Option<Operation>,
     patch: Option<Operation>,
     #[serde(default)]
-    parameters: Vec<ParamOrRef>,
+    parameters: Vec<Param>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default)]
 struct Operation {
-    consumes: Option<Vec<String>>,
-    produces: Option<Vec<String>>,
-    #[serde(default)]
-    parameters: Vec<ParamOrRef>,
-    #[serde(rename = "operationId")]
     operation_id: Option<String>,
     summary: Option<String>,
     description: Option<String>,
-    #[serde(default)]
     tags: Vec<String>,
-    #[serde(default)]
-    responses: IndexMap<String, ResponseObject>,
-    #[serde(flatten)]
-    rest: IndexMap<String, Value>,
+    deprecated: bool,
+    consumes: Option<Vec<String>>,
+    produces: Option<Vec<String>>,
+    parameters: Vec<Param>,
+    responses: IndexMap<String, Response>,
+    /// `x-` keys; the two Buckler reads are stored under their lower-case names.
+    extensions: IndexMap<String, Value>,
 }
 
-#[derive(Debug, Deserialize)]
-struct ResponseObject {
-    #[serde(default)]
+#[derive(Debug, Default, Deserialize)]
+struct Response {
+    #[serde(rename = "$ref")]
+    reference: Option<String>,
     description: Option<String>,
+    schema: Option<Value>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-enum ParamOrRef {
-    Ref {
-        #[serde(rename = "$ref")]
-        reference: String,
-    },
-    Param(Param),
-}
-
-#[derive(Debug, Clone, Deserialize)]
+/// A parameter or a `$ref` to one; `name` and `in` are checked after resolution so that the
+/// error can name the operation.
+#[derive(Debug, Default, Clone)]
 struct Param {
-    name: String,
-    #[serde(rename = "in")]
-    location: String,
-    #[serde(default)]
+    reference: Option<String>,
+    name: Option<String>,
+    location: Option<String>,
     required: bool,
     description: Option<String>,
+    schema: Option<Value>,
+    /// Everything else: the inline schema of non-body parameters (`type`, `format`, ...).
+    inline: Map<String, Value>,
+}
+
+impl<'de> Deserialize<'de> for Operation {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct OperationVisitor;
+        impl<'de> Visitor<'de> for OperationVisitor {
+            type Value = Operation;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an operation object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Operation, A::Error> {
+                let mut op = Operation::default();
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "operationId" => op.operation_id = map.next_value()?,
+                        "summary" => op.summary = map.next_value()?,
+                        "description" => op.description = map.next_value()?,
+                        "tags" => op.tags = map.next_value::<Option<_>>()?.unwrap_or_default(),
+                        "deprecated" => {
+                            op.deprecated = map.next_value::<Option<_>>()?.unwrap_or_default()
+                        }
+                        "consumes" => op.consumes = map.next_value()?,
+                        "produces" => op.produces = map.next_value()?,
+                        "parameters" => {
+                            op.parameters = map.next_value::<Option<_>>()?.unwrap_or_default()
+                        }
+                        "responses" => op.responses = map.next_value::<Responses>()?.0,
+                        _ => {
+                            let lower = key.to_ascii_lowercase();
+                            if lower == X_DISABLED_MIDDLEWARE || lower == X_DISABLED_LISTENERS {
+                                op.extensions.insert(lower, map.next_value()?);
+                            } else if key.starts_with("x-") {
+                                op.extensions.insert(key, map.next_value()?);
+                            } else {
+                                map.next_value::<IgnoredAny>()?;
+                            }
+                        }
+                    }
+                }
+                Ok(op)
+            }
+        }
+        deserializer.deserialize_map(OperationVisitor)
+    }
+}
+
+#[derive(Deserialize)]
+struct Responses(#[serde(deserialize_with = "without_extensions")] IndexMap<String, Response>);
+
+impl<'de> Deserialize<'de> for Param {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ParamVisitor;
+        impl<'de> Visitor<'de> for ParamVisitor {
+            type Value = Param;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a parameter object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Param, A::Error> {
+                let mut param = Param::default();
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "$ref" => param.reference = Some(map.next_value()?),
+                        "name" => param.name = Some(map.next_value()?),
+                        "in" => param.location = Some(map.next_value()?),
+                        "required" => param.required = map.next_value()?,
+                        "description" => param.description = map.next_value()?,
+                        "schema" => param.schema = Some(map.next_value()?),
+                        _ => {
+                            let value = map.next_value()?;
+                            param.inline.insert(key, value);
+                        }
+                    }
+                }
+                Ok(param)
+            }
+        }
+        deserializer.deserialize_map(ParamVisitor)
+    }
 }
 
 /// Parses a Swagger 2.0 JSON document into the normalised model.
+///
+/// Checks, in order: size, YAML, version (`swagger` must be the string `"2.0"`), path and
+/// operation counts, then the typed parse (errors carry line, column and JSON path), then
+/// parameter references and locations. `x-` keys among paths and responses are skipped.
 pub fn parse_swagger2(bytes: &[u8], limits: &Limits) -> Result<oa::OpenAPI, DocsError> {
-    if bytes.len() > limits.max_bytes {
-        return Err(DocsError::TooLarge {
-            bytes: bytes.len(),
-            limit: limits.max_bytes,
-        });
-    }
-    check_json_start(bytes)?;
-    let document: Document = with_path_limit(limits, || serde_json::from_slice(bytes))?;
-    if document.swagger.as_str() != Some("2.0") {
+    let body = json_body(bytes, limits)?;
+    let census = census(body, limits)?;
+    if census.swagger.as_ref().and_then(Value::as_str) != Some("2.0") {
         return Err(DocsError::WrongVersion {
-            found: document.swagger.to_string(),
+            found: census
+                .swagger
+                .map_or_else(|| "(none)".to_owned(), |v| v.to_string()),
             expected: "\"2.0\"",
         });
     }
-    convert(document, limits)
+    let document: Document = parse_typed(body)?;
+    convert(&document)
 }
 
-fn convert(document: Document, limits: &Limits) -> Result<oa::OpenAPI, DocsError> {
+fn convert(document: &Document) -> Result<oa::OpenAPI, DocsError> {
     let mut model = oa::OpenAPI {
         openapi: "3.0.3".to_owned(),
         info: oa::Info {
-            title: document.info.title.clone().unwrap_or_else(|| "(not specified)".to_owned()),
+            title: document
+                .info
+                .title
+                .clone()
+                .unwrap_or_else(|| "(not specified)".to_owned()),
             version: document.info.version.clone().unwrap_or_default(),
             description: document.info.description.clone(),
             ..Default::default()
         },
         ..Default::default()
     };
-    if let Some(base_path) = document.base_path.as_deref().filter(|b| !b.is_empty()) {
+    if let Some(base_path) = document
+        .base_path
+        .as_deref()
+        .filter(|b| !b.trim_matches('/').is_empty())
+    {
         model.servers.push(oa::Server {
-            url: base_path.to_owned(),
+            url: with_leading_slash(base_path),
             ..Default::default()
         });
     }
-    let mut operations = 0usize;
+    let mut components = oa::Components::default();
+    for (name, definition) in &document.definitions {
+        components
+            .schemas
+            .insert(name.clone(), schema::from_swagger2(definition));
+    }
+    if !components.schemas.is_empty() {
+        model.components = Some(components);
+    }
     for (path, item) in &document.paths {
+        let path_params = resolve_all(document, path, "(all methods)", &item.parameters)?;
         let mut converted = oa::PathItem::default();
-        let methods: [(&str, &Option<Operation>, &mut Option<oa::Operation>); 7] = [
+        let slots = [
             ("GET", &item.get, &mut converted.get),
             ("PUT", &item.put, &mut converted.put),
             ("POST", &item.post, &mut converted.post),
@@ -137,33 +239,31 @@ fn convert(document: Document, limits: &Limits) -> Result<oa::OpenAPI, DocsError
             ("HEAD", &item.head, &mut converted.head),
             ("PATCH", &item.patch, &mut converted.patch),
         ];
-        for (method, operation, slot) in methods {
-            let Some(operation) = operation else { continue };
-            operations += 1;
-            if operations > limits.max_operations {
-                return Err(DocsError::TooManyOperations {
-                    limit: limits.max_operations,
-                });
+        for (method, operation, slot) in slots {
+            if let Some(operation) = operation {
+                *slot = Some(convert_operation(
+                    document,
+                    path,
+                    method,
+                    &path_params,
+                    operation,
+                )?);
             }
-            *slot = Some(convert_operation(&document, path, method, &item.parameters, operation)?);
         }
-        model.paths.paths.insert(path.clone(), oa::ReferenceOr::Item(converted));
+        // openapiv3 keeps only path keys that start with "/".
+        model
+            .paths
+            .paths
+            .insert(with_leading_slash(path), oa::ReferenceOr::Item(converted));
     }
     Ok(model)
 }
 
-fn resolve(document: &Document, path: &str, method: &str, param: &ParamOrRef) -> Result<Param, DocsError> {
-    match param {
-        ParamOrRef::Param(param) => Ok(param.clone()),
-        ParamOrRef::Ref { reference } => reference
-            .strip_prefix("#/parameters/")
-            .and_then(|name| document.parameters.get(name))
-            .cloned()
-            .ok_or_else(|| DocsError::UnresolvedReference {
-                path: path.to_owned(),
-                method: method.to_owned(),
-                reference: reference.clone(),
-            }),
+fn with_leading_slash(path: &str) -> String {
+    if path.starts_with('/') {
+        path.to_owned()
+    } else {
+        format!("/{path}")
     }
 }
 
@@ -171,223 +271,141 @@ fn convert_operation(
     document: &Document,
     path: &str,
     method: &str,
-    path_parameters: &[ParamOrRef],
+    path_params: &[SourceParam],
     operation: &Operation,
 ) -> Result<oa::Operation, DocsError> {
     // Path-level parameters first; an operation parameter with the same (in, name) wins.
-    let mut params: Vec<Param> = Vec::new();
-    for param in path_parameters.iter().chain(&operation.parameters) {
-        let param = resolve(document, path, method, param)?;
-        let location = param.location.to_ascii_lowercase();
-        params.retain(|p| !(p.location.eq_ignore_ascii_case(&location) && p.name == param.name));
-        params.push(param);
+    let mut params = path_params.to_vec();
+    for param in resolve_all(document, path, method, &operation.parameters)? {
+        merge_param(&mut params, param);
     }
-    let consumes = media_list(operation.consumes.as_ref().or(document.consumes.as_ref()));
-    let produces = media_list(operation.produces.as_ref().or(document.produces.as_ref()));
-
-    let mut converted = oa::Operation {
+    // Operation-level lists replace the document's when present, even when empty.
+    let consumes = media_list(
+        operation
+            .consumes
+            .as_ref()
+            .or(document.consumes.as_ref())
+            .into_iter()
+            .flatten(),
+    );
+    let produces = media_list(
+        operation
+            .produces
+            .as_ref()
+            .or(document.produces.as_ref())
+            .into_iter()
+            .flatten(),
+    );
+    let responses = operation
+        .responses
+        .iter()
+        .map(|(status, response)| {
+            let response = response
+                .reference
+                .as_deref()
+                .and_then(|r| r.strip_prefix("#/responses/"))
+                .and_then(|name| document.responses.get(&unescape_pointer(name)))
+                .unwrap_or(response);
+            SourceResponse {
+                status: status.clone(),
+                description: response.description.clone().unwrap_or_default(),
+                schema: response.schema.as_ref().map(schema::from_swagger2),
+            }
+        })
+        .collect();
+    Ok(build_operation(SourceOperation {
         operation_id: operation.operation_id.clone(),
         summary: operation.summary.clone(),
         description: operation.description.clone(),
         tags: operation.tags.clone(),
-        ..Default::default()
-    };
-    let mut body_parameters = Vec::new();
-    for param in &params {
-        let data = oa::ParameterData {
-            name: if param.location.eq_ignore_ascii_case("header") {
-                param.name.to_ascii_lowercase()
-            } else {
-                param.name.clone()
-            },
-            description: param.description.clone(),
-            required: param.required || param.location == "path",
-            deprecated: None,
-            format: oa::ParameterSchemaOrContent::Schema(oa::ReferenceOr::Item(any_schema())),
-            example: None,
-            examples: IndexMap::new(),
-            explode: None,
-            extensions: IndexMap::new(),
-        };
-        let converted_param = match param.location.to_ascii_lowercase().as_str() {
-            "query" => oa::Parameter::Query {
-                parameter_data: data,
-                allow_reserved: false,
-                style: oa::QueryStyle::Form,
-                allow_empty_value: None,
-            },
-            "header" => oa::Parameter::Header {
-                parameter_data: data,
-                style: oa::HeaderStyle::Simple,
-            },
-            "path" => oa::Parameter::Path {
-                parameter_data: data,
-                style: oa::PathStyle::Simple,
-            },
-            "body" | "formdata" => {
-                let location = if param.location.eq_ignore_ascii_case("body") { "body" } else { "formData" };
-                body_parameters.push(json!([location, param.name]));
-                continue;
-            }
-            _ => {
-                return Err(DocsError::InvalidParameterLocation {
-                    path: path.to_owned(),
-                    method: method.to_owned(),
-                    name: param.name.clone(),
-                    location: param.location.clone(),
-                })
-            }
-        };
-        converted.parameters.push(oa::ReferenceOr::Item(converted_param));
-    }
-    if !body_parameters.is_empty() {
-        let types = if consumes.is_empty() { vec!["application/json".to_owned()] } else { consumes.clone() };
-        converted.request_body = Some(oa::ReferenceOr::Item(oa::RequestBody {
-            content: types.iter().map(|t| (t.clone(), oa::MediaType::default())).collect(),
-            required: true,
-            ..Default::default()
-        }));
-        converted
-            .extensions
-            .insert(X_BODY_PARAMETERS.to_owned(), Value::Array(body_parameters));
-    }
-    let responses = if operation.responses.is_empty() {
-        vec![("default".to_owned(), "response".to_owned())]
-    } else {
-        operation
-            .responses
-            .iter()
-            .map(|(code, r)| (code.clone(), r.description.clone().unwrap_or_default()))
-            .collect()
-    };
-    for (code, description) in responses {
-        let response = oa::Response {
-            description,
-            content: produces.iter().map(|t| (t.clone(), oa::MediaType::default())).collect(),
-            ..Default::default()
-        };
-        match code.parse::<u16>() {
-            Ok(status) => {
-                converted
-                    .responses
-                    .responses
-                    .insert(oa::StatusCode::Code(status), oa::ReferenceOr::Item(response));
-            }
-            Err(_) => converted.responses.default = Some(oa::ReferenceOr::Item(response)),
-        }
-    }
-    converted.extensions.insert(X_CONSUMES.to_owned(), json!(consumes));
-    converted.extensions.insert(X_PRODUCES.to_owned(), json!(produces));
-    for (key, value) in &operation.rest {
-        let lower = key.to_ascii_lowercase();
-        if lower == "x-disabled-middleware" || lower == "x-disabled-listeners" {
-            converted.extensions.insert(lower, value.clone());
-        }
-    }
-    Ok(converted)
+        deprecated: operation.deprecated,
+        params,
+        consumes,
+        produces,
+        responses,
+        extensions: operation.extensions.clone(),
+    }))
 }
 
-/// Media types with parameters dropped and lower-cased; unparsable entries dropped.
-pub(crate) fn media_list(types: Option<&Vec<String>>) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for raw in types.into_iter().flatten() {
-        let essence = raw.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-        if essence.split_once('/').is_some_and(|(a, b)| !a.is_empty() && !b.is_empty()) && !out.contains(&essence) {
-            out.push(essence);
-        }
+/// Resolves references and validates each parameter of one list, merging duplicates.
+fn resolve_all(
+    document: &Document,
+    path: &str,
+    method: &str,
+    params: &[Param],
+) -> Result<Vec<SourceParam>, DocsError> {
+    let mut resolved = Vec::with_capacity(params.len());
+    for (index, param) in params.iter().enumerate() {
+        merge_param(
+            &mut resolved,
+            resolve(document, path, method, index, param)?,
+        );
     }
-    out
+    Ok(resolved)
 }
 
-pub(crate) fn any_schema() -> oa::Schema {
-    oa::Schema {
-        schema_data: Default::default(),
-        schema_kind: oa::SchemaKind::Any(Default::default()),
-    }
+fn resolve(
+    document: &Document,
+    path: &str,
+    method: &str,
+    index: usize,
+    param: &Param,
+) -> Result<SourceParam, DocsError> {
+    let param = match &param.reference {
+        // A definition that is itself a reference is not followed (no chains, no cycles).
+        Some(reference) => reference
+            .strip_prefix("#/parameters/")
+            .and_then(|name| document.parameters.get(&unescape_pointer(name)))
+            .filter(|definition| definition.reference.is_none())
+            .ok_or_else(|| DocsError::UnresolvedReference {
+                path: path.to_owned(),
+                method: method.to_owned(),
+                reference: reference.clone(),
+            })?,
+        None => param,
+    };
+    let incomplete = |missing| DocsError::IncompleteParameter {
+        path: path.to_owned(),
+        method: method.to_owned(),
+        index,
+        missing,
+    };
+    let name = param.name.clone().ok_or_else(|| incomplete("name"))?;
+    let location_text = param.location.as_deref().ok_or_else(|| incomplete("in"))?;
+    let location = match location_text {
+        "body" => ParamLocation::Body,
+        "header" => ParamLocation::Header,
+        "path" => ParamLocation::Path,
+        "query" => ParamLocation::Query,
+        // Case-insensitive, as Shield's latest fix made it.
+        form if form.eq_ignore_ascii_case("formData") => ParamLocation::FormData,
+        other => {
+            return Err(DocsError::InvalidParameterLocation {
+                path: path.to_owned(),
+                method: method.to_owned(),
+                name,
+                location: other.to_owned(),
+                expected: "body, formData, header, path, query",
+            })
+        }
+    };
+    let schema = match &param.schema {
+        Some(body_schema) => schema::from_swagger2(body_schema),
+        None => schema::from_inline(&param.inline),
+    };
+    Ok(SourceParam {
+        location,
+        name,
+        required: param.required,
+        description: param.description.clone(),
+        schema,
+    })
+}
+
+/// JSON Pointer escapes in a reference's last segment (`~1` is `/`, `~0` is `~`).
+fn unescape_pointer(segment: &str) -> String {
+    segment.replace("~1", "/").replace("~0", "~")
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::{endpoints, ParamLocation};
-
-    fn parse(doc: Value) -> Result<oa::OpenAPI, DocsError> {
-        parse_swagger2(doc.to_string().as_bytes(), &Limits::default())
-    }
-
-    #[test]
-    fn base_path_media_types_parameters_and_extensions() {
-        let model = parse(json!({
-            "swagger": "2.0",
-            "info": {"title": "pets", "version": "2"},
-            "basePath": "/v2",
-            "consumes": ["application/json"],
-            "produces": ["application/json", "application/xml; charset=utf-8"],
-            "parameters": {"limit": {"name": "limit", "in": "query"}},
-            "paths": {
-                "/pets/{id}": {
-                    "parameters": [{"name": "id", "in": "path", "required": true}, {"name": "X-Trace", "in": "header"}],
-                    "get": {"parameters": [{"$ref": "#/parameters/limit"}], "responses": {"200": {"description": "ok"}}},
-                    "put": {"consumes": ["text/plain"], "produces": [], "parameters": [{"name": "body", "in": "body"}, {"name": "X-Trace", "in": "header", "description": "override"}]},
-                    "head": {"x-Disabled-Middleware": ["RateLimit"], "x-disabled-listeners": ["log"]},
-                    "post": {"parameters": [{"name": "f", "in": "FormData"}]}
-                }
-            }
-        }))
-        .unwrap();
-        let list = endpoints(&model);
-        assert_eq!(list.len(), 4);
-        let get = list.iter().find(|e| e.method == http::Method::GET).unwrap();
-        assert_eq!(get.path, "/v2/pets/{id}");
-        assert_eq!(get.consumes, vec!["application/json"]);
-        assert_eq!(get.produces, vec!["application/json", "application/xml"]);
-        let locations: Vec<(ParamLocation, &str)> = get.parameters.iter().map(|p| (p.location, p.name.as_str())).collect();
-        assert_eq!(
-            locations,
-            vec![(ParamLocation::Path, "id"), (ParamLocation::Header, "x-trace"), (ParamLocation::Query, "limit")]
-        );
-        let put = list.iter().find(|e| e.method == http::Method::PUT).unwrap();
-        assert_eq!(put.consumes, vec!["text/plain"], "operation overrides root");
-        assert!(put.produces.is_empty(), "an empty operation list overrides too");
-        assert!(put.parameters.iter().any(|p| p.location == ParamLocation::Body));
-        assert_eq!(put.parameters.iter().filter(|p| p.name == "x-trace").count(), 1, "operation wins");
-        let head = list.iter().find(|e| e.method == http::Method::HEAD).unwrap();
-        assert_eq!(head.disabled_middleware, vec!["ratelimit"]);
-        assert_eq!(head.disabled_listeners, vec!["log"]);
-        let post = list.iter().find(|e| e.method == http::Method::POST).unwrap();
-        assert!(post.parameters.iter().any(|p| p.location == ParamLocation::FormData));
-        assert_eq!(crate::service_info(&model), ("pets".to_owned(), "2".to_owned()));
-    }
-
-    #[test]
-    fn errors_are_precise() {
-        let wrong_type = parse(json!({"swagger": "2.0", "info": {"title": 7}, "paths": {}})).unwrap_err();
-        assert!(matches!(wrong_type, DocsError::Json { .. }), "{wrong_type}");
-        assert!(wrong_type.to_string().contains("line 1"), "{wrong_type}");
-        let paths_list = parse(json!({"swagger": "2.0", "paths": []})).unwrap_err();
-        assert!(paths_list.to_string().contains("map"), "{paths_list}");
-        let version = parse(json!({"swagger": "1.2", "paths": {}})).unwrap_err();
-        assert!(matches!(version, DocsError::WrongVersion { .. }), "{version}");
-        let location = parse(json!({"swagger": "2.0", "paths": {"/a": {"get": {"parameters": [{"name": "x", "in": "cookie"}]}}}})).unwrap_err();
-        assert!(location.to_string().contains("GET /a") && location.to_string().contains("cookie"), "{location}");
-        let reference = parse(json!({"swagger": "2.0", "paths": {"/a": {"get": {"parameters": [{"$ref": "#/parameters/nope"}]}}}})).unwrap_err();
-        assert!(matches!(reference, DocsError::UnresolvedReference { .. }), "{reference}");
-        assert_eq!(parse_swagger2(b"swagger: '2.0'\npaths: {}\n", &Limits::default()).unwrap_err(), DocsError::NotJson);
-        let small = Limits { max_bytes: 10, ..Limits::default() };
-        assert!(matches!(parse_swagger2(b"{\"swagger\": \"2.0\"}", &small), Err(DocsError::TooLarge { .. })));
-    }
-
-    #[test]
-    fn path_and_operation_limits() {
-        let mut paths = serde_json::Map::new();
-        for i in 0..20 {
-            paths.insert(format!("/p{i}"), json!({"get": {}, "post": {}}));
-        }
-        let doc = json!({"swagger": "2.0", "paths": paths}).to_string();
-        let few_paths = Limits { max_paths: 10, ..Limits::default() };
-        assert_eq!(parse_swagger2(doc.as_bytes(), &few_paths).unwrap_err(), DocsError::TooManyPaths { limit: 10 });
-        let few_ops = Limits { max_operations: 30, ..Limits::default() };
-        assert_eq!(parse_swagger2(doc.as_bytes(), &few_ops).unwrap_err(), DocsError::TooManyOperations { limit: 30 });
-        assert_eq!(endpoints(&parse_swagger2(doc.as_bytes(), &Limits::default()).unwrap()).len(), 40);
-    }
-}
+mod tests;
