@@ -97,6 +97,8 @@ pub fn routable(model: &openapiv3::OpenAPI, fingerprint: u64) -> Result<Upstream
         let media = |types: &[String]| types.iter().filter_map(|t| MediaType::parse(t)).collect();
         endpoints.push(RoutableEndpoint {
             template,
+            path: endpoint.path.clone(),
+            parameters: endpoint.parameters.clone(),
             method: endpoint.method,
             consumes: media(&endpoint.consumes),
             produces: media(&endpoint.produces),

@@ -194,6 +194,15 @@ pub fn metrics(control: &Control, table: &RuntimeTable) -> Response<ProxyBody> {
     response
 }
 
+/// `GET /spec`: the merged OpenAPI 3.0 document of the request's domain.
+pub fn spec(domain: &DomainTable, generation: u64) -> Response<ProxyBody> {
+    json_response(
+        StatusCode::OK,
+        &crate::spec::merged_spec(domain, generation),
+        "application/json",
+    )
+}
+
 fn json_response(
     status: StatusCode,
     body: &Value,

@@ -94,6 +94,12 @@ async fn route_and_dispatch(
         if path == paths.metrics {
             return Ok(local::metrics(control, &table));
         }
+        if path == paths.spec {
+            let host = headers::request_host(request.uri(), request.headers());
+            if let Some(domain) = table.domain_for(host.as_deref()) {
+                return Ok(local::spec(domain, table.generation));
+            }
+        }
     }
 
     let host = headers::request_host(request.uri(), request.headers());

@@ -52,6 +52,10 @@ impl UpstreamState {
 #[derive(Debug, Clone)]
 pub struct RoutableEndpoint {
     pub template: PathTemplate,
+    /// The template as the document wrote it (variable names kept), base path included.
+    pub path: String,
+    /// Declared parameters, for the merged `/spec`.
+    pub parameters: Vec<buckler_docs::Parameter>,
     pub method: http::Method,
     pub consumes: Vec<MediaType>,
     pub produces: Vec<MediaType>,

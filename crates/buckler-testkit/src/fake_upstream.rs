@@ -50,6 +50,8 @@ struct Shared {
     name: String,
     doc_path: String,
     doc: Mutex<DocResponse>,
+    /// More documents by path (Swagger 1.2 declarations).
+    extra_docs: Mutex<std::collections::HashMap<String, Bytes>>,
     requests: AtomicU64,
     doc_requests: AtomicU64,
     recent: Mutex<Vec<RecordedRequest>>,
@@ -60,6 +62,7 @@ struct Shared {
 pub struct FakeUpstreamBuilder {
     name: String,
     bind: SocketAddr,
+    extra_docs: std::collections::HashMap<String, Bytes>,
     doc_path: String,
     doc: DocResponse,
 }
@@ -88,6 +91,13 @@ impl FakeUpstreamBuilder {
         self
     }
 
+    /// Also serves `body` (status 200) at `path`, e.g. a Swagger 1.2 API declaration.
+    pub fn doc_at(mut self, path: &str, body: impl Into<String>) -> Self {
+        self.extra_docs
+            .insert(path.to_owned(), Bytes::from(body.into()));
+        self
+    }
+
     /// Listens on `addr` instead of `127.0.0.1:0` (for demos with fixed ports).
     pub fn bind(mut self, addr: SocketAddr) -> Self {
         self.bind = addr;
@@ -108,6 +118,7 @@ impl FakeUpstreamBuilder {
             name: self.name,
             doc_path: self.doc_path,
             doc: Mutex::new(self.doc),
+            extra_docs: Mutex::new(self.extra_docs),
             requests: AtomicU64::new(0),
             doc_requests: AtomicU64::new(0),
             recent: Mutex::new(Vec::new()),
@@ -149,6 +160,7 @@ impl FakeUpstream {
         FakeUpstreamBuilder {
             name: name.to_owned(),
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            extra_docs: Default::default(),
             doc_path: "/spec".to_owned(),
             doc: DocResponse {
                 status: StatusCode::NOT_FOUND,
@@ -211,6 +223,20 @@ async fn answer(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
             .status(doc.status)
             .header("content-type", "application/json")
             .body(full(doc.body))
+            .expect("doc response");
+    }
+    let extra = shared
+        .extra_docs
+        .lock()
+        .expect("extra docs lock")
+        .get(req.uri().path())
+        .cloned();
+    if let Some(body) = extra {
+        shared.doc_requests.fetch_add(1, Ordering::SeqCst);
+        return Response::builder()
+            .status(StatusCode::OK)
+            .header("content-type", "application/json")
+            .body(full(body))
             .expect("doc response");
     }
     shared.requests.fetch_add(1, Ordering::SeqCst);
