@@ -44,6 +44,8 @@ fn publish(c: &mut Criterion) {
             let endpoints = (0..10)
                 .map(|k| RoutableEndpoint {
                     template: parsed[(i + k * 100) % parsed.len()].clone(),
+                    path: templates[(i + k * 100) % parsed.len()].clone(),
+                    parameters: Vec::new(),
                     method: http::Method::GET,
                     consumes: Vec::new(),
                     produces: Vec::new(),

@@ -77,7 +77,7 @@ async fn three_formats_side_by_side_and_load_balanced_together() {
     // `/shared` is declared by the Swagger 1.2 and the Swagger 2.0 upstream (the OpenAPI 3 one
     // has it under /api): they split it 1:1.
     assert_eq!(seen.len(), 2, "{seen:?}");
-    assert!((seen["v1"] as i32 - 150).abs() <= 3, "{seen:?}");
+    assert!((seen["v1"] - 150i32).abs() <= 3, "{seen:?}");
 
     // The merged spec parses as OpenAPI and lists every endpoint.
     let spec = gw.get("/spec").await;
@@ -165,6 +165,16 @@ async fn refresh_picks_up_new_endpoints_and_keeps_the_last_good_doc() {
     let entries = json!([{"serviceType": "swagger2", "serviceLocation": upstream.url()}]);
     let gw = TestGateway::start_ready(&config_of(entries, r#""docs-refresh": "200ms","#)).await;
     assert_eq!(gw.get("/two").await.status, StatusCode::NOT_FOUND);
+    assert_eventually!(
+        upstream.not_modified_count() >= 2,
+        "unchanged docs are revalidated with If-None-Match"
+    );
+    let generation = gw.get("/healthcheck").await.json()["generation"].clone();
+    assert_eq!(
+        gw.get("/healthcheck").await.json()["generation"],
+        generation,
+        "a 304 publishes nothing"
+    );
 
     upstream.set_doc(Swagger2Doc::new("svc", "2").op("get", "/two").to_json());
     assert_eventually!(

@@ -10,7 +10,7 @@ use std::time::Duration;
 use buckler_config::{Paths, ServiceType};
 use buckler_docs::Limits;
 use buckler_route::{MediaType, PathTemplate};
-use buckler_upstream::HttpUpstreamClient;
+use buckler_upstream::{Fetched, HttpUpstreamClient};
 
 use crate::control::Control;
 use crate::upstream::{RoutableEndpoint, UpstreamDocs, UpstreamHandle};
@@ -21,13 +21,15 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-/// Fetches and parses the docs of `upstream`.
+/// Fetches and parses the docs of `upstream`. For single-document HTTP formats the last
+/// `ETag` is sent as `If-None-Match`; `Ok(None)` means the upstream answered 304.
 pub async fn load_docs(
     control: &Control,
     client: &HttpUpstreamClient,
     upstream: &UpstreamHandle,
     paths: &Paths,
-) -> Result<UpstreamDocs, String> {
+    etag: &mut Option<String>,
+) -> Result<Option<UpstreamDocs>, String> {
     let limits = Limits::default();
     if let Some(target) = &upstream.lambda_target {
         let bytes =
@@ -36,7 +38,7 @@ pub async fn load_docs(
             return Err(format!("document larger than {} bytes", limits.max_bytes));
         }
         let model = buckler_docs::parse_swagger2(&bytes, &limits).map_err(|e| e.to_string())?;
-        return routable(&model, fingerprint(&[&bytes]));
+        return routable(&model, fingerprint(&[&bytes])).map(Some);
     }
     let Some(base) = &upstream.http_base else {
         return Err(format!(
@@ -54,15 +56,33 @@ pub async fn load_docs(
                 .map_err(|e| e.to_string())
         }
     };
-    let (model, fingerprint) = match upstream.spec.service_type {
-        ServiceType::Swagger2 => {
-            let bytes = fetch(paths.swagger2.clone()).await?;
-            let model = buckler_docs::parse_swagger2(&bytes, &limits).map_err(|e| e.to_string())?;
-            (model, fingerprint(&[&bytes]))
+    // Only a document that parsed keeps its ETag: a 304 must never stand for a bad one.
+    let conditional = |path: String, etag: Option<String>| {
+        let url = format!("{root}{path}");
+        async move {
+            client
+                .fetch_document_if_changed(&url, FETCH_TIMEOUT, limits.max_bytes, etag.as_deref())
+                .await
+                .map_err(|e| e.to_string())
         }
-        ServiceType::Openapi3 => {
-            let bytes = fetch(paths.swagger2.clone()).await?;
-            let model = buckler_docs::parse_openapi3(&bytes, &limits).map_err(|e| e.to_string())?;
+    };
+    let (model, fingerprint) = match upstream.spec.service_type {
+        ServiceType::Swagger2 | ServiceType::Openapi3 => {
+            let known = etag.clone().filter(|_| upstream.docs().is_some());
+            let (bytes, new_etag) = match conditional(paths.swagger2.clone(), known).await? {
+                Fetched::NotModified => return Ok(None),
+                Fetched::Document { body, etag } => (body, etag),
+            };
+            let model = if upstream.spec.service_type == ServiceType::Swagger2 {
+                buckler_docs::parse_swagger2(&bytes, &limits)
+            } else {
+                buckler_docs::parse_openapi3(&bytes, &limits)
+            };
+            let model = model.map_err(|e| {
+                *etag = None;
+                e.to_string()
+            })?;
+            *etag = new_etag;
             (model, fingerprint(&[&bytes]))
         }
         ServiceType::Swagger1 => {
@@ -83,7 +103,7 @@ pub async fn load_docs(
             return Err("a lambda upstream needs a function ARN or name".to_owned())
         }
     };
-    routable(&model, fingerprint)
+    routable(&model, fingerprint).map(Some)
 }
 
 /// Turns the normalised model into routable endpoints. One bad template rejects the whole
@@ -130,14 +150,20 @@ pub async fn run(
     refresh: Duration,
 ) {
     let mut backoff = FIRST_BACKOFF;
+    let mut etag = None;
     loop {
         let Some(strong) = control.upgrade() else {
             return;
         };
-        let loaded = load_docs(&strong, &client, &upstream, &paths).await;
+        let loaded = load_docs(&strong, &client, &upstream, &paths, &mut etag).await;
         drop(strong);
         let delay = match loaded {
-            Ok(docs) => {
+            Ok(None) => {
+                // 304: unchanged since the last good document.
+                backoff = FIRST_BACKOFF;
+                refresh
+            }
+            Ok(Some(docs)) => {
                 backoff = FIRST_BACKOFF;
                 let changed = upstream
                     .docs()

@@ -54,6 +54,7 @@ struct Shared {
     extra_docs: Mutex<std::collections::HashMap<String, Bytes>>,
     requests: AtomicU64,
     doc_requests: AtomicU64,
+    not_modified: AtomicU64,
     recent: Mutex<Vec<RecordedRequest>>,
 }
 
@@ -121,6 +122,7 @@ impl FakeUpstreamBuilder {
             extra_docs: Mutex::new(self.extra_docs),
             requests: AtomicU64::new(0),
             doc_requests: AtomicU64::new(0),
+            not_modified: AtomicU64::new(0),
             recent: Mutex::new(Vec::new()),
         });
         let (stop, mut stopped) = watch::channel(false);
@@ -198,6 +200,11 @@ impl FakeUpstream {
         self.shared.requests.load(Ordering::SeqCst)
     }
 
+    /// Document fetches answered `304 Not Modified`.
+    pub fn not_modified_count(&self) -> u64 {
+        self.shared.not_modified.load(Ordering::SeqCst)
+    }
+
     /// Document fetches answered.
     pub fn doc_request_count(&self) -> u64 {
         self.shared.doc_requests.load(Ordering::SeqCst)
@@ -219,9 +226,30 @@ async fn answer(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
     if req.uri().path() == shared.doc_path {
         shared.doc_requests.fetch_add(1, Ordering::SeqCst);
         let doc = shared.doc.lock().expect("doc lock").clone();
+        // A strong ETag from the body's hash; `If-None-Match` on it gets a bodyless 304.
+        let etag = {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            doc.body.hash(&mut hasher);
+            format!("\"{:016x}\"", hasher.finish())
+        };
+        let matches = req
+            .headers()
+            .get("if-none-match")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v == etag);
+        if matches && doc.status == StatusCode::OK {
+            shared.not_modified.fetch_add(1, Ordering::SeqCst);
+            return Response::builder()
+                .status(StatusCode::NOT_MODIFIED)
+                .header("etag", etag)
+                .body(full(Bytes::new()))
+                .expect("304 response");
+        }
         return Response::builder()
             .status(doc.status)
             .header("content-type", "application/json")
+            .header("etag", etag)
             .body(full(doc.body))
             .expect("doc response");
     }

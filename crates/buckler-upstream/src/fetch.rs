@@ -30,6 +30,15 @@ pub enum FetchError {
     Body { url: String, reason: String },
 }
 
+/// The outcome of a conditional fetch.
+#[derive(Debug)]
+pub enum Fetched {
+    /// A (new) document, with the upstream's `ETag` if it sent one.
+    Document { body: Bytes, etag: Option<String> },
+    /// `304 Not Modified`: the document behind the given `ETag` is still current.
+    NotModified,
+}
+
 impl HttpUpstreamClient {
     /// `GET url` expecting `200`; the whole exchange must finish within `timeout` and the body
     /// must not exceed `max_bytes`.
@@ -39,14 +48,37 @@ impl HttpUpstreamClient {
         timeout: Duration,
         max_bytes: usize,
     ) -> Result<Bytes, FetchError> {
-        let request = Request::get(url)
-            .header(http::header::ACCEPT, "application/json")
-            .header(http::header::USER_AGENT, "buckler")
-            .body(empty_body())
-            .map_err(|e| FetchError::Url {
+        match self
+            .fetch_document_if_changed(url, timeout, max_bytes, None)
+            .await?
+        {
+            Fetched::Document { body, .. } => Ok(body),
+            Fetched::NotModified => Err(FetchError::Status {
                 url: url.to_owned(),
-                reason: e.to_string(),
-            })?;
+                status: StatusCode::NOT_MODIFIED,
+            }),
+        }
+    }
+
+    /// Like [`Self::fetch_document`], sending `If-None-Match: etag` when one is known, so an
+    /// upstream that supports it answers an unchanged document with a bodyless `304`.
+    pub async fn fetch_document_if_changed(
+        &self,
+        url: &str,
+        timeout: Duration,
+        max_bytes: usize,
+        etag: Option<&str>,
+    ) -> Result<Fetched, FetchError> {
+        let mut request = Request::get(url)
+            .header(http::header::ACCEPT, "application/json")
+            .header(http::header::USER_AGENT, "buckler");
+        if let Some(etag) = etag {
+            request = request.header(http::header::IF_NONE_MATCH, etag);
+        }
+        let request = request.body(empty_body()).map_err(|e| FetchError::Url {
+            url: url.to_owned(),
+            reason: e.to_string(),
+        })?;
         let exchange = async {
             let response = self
                 .send(request)
@@ -55,17 +87,28 @@ impl HttpUpstreamClient {
                     url: url.to_owned(),
                     source,
                 })?;
+            if etag.is_some() && response.status() == StatusCode::NOT_MODIFIED {
+                return Ok(Fetched::NotModified);
+            }
             if response.status() != StatusCode::OK {
                 return Err(FetchError::Status {
                     url: url.to_owned(),
                     status: response.status(),
                 });
             }
+            let etag = response
+                .headers()
+                .get(http::header::ETAG)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
             match Limited::new(response.into_body(), max_bytes)
                 .collect()
                 .await
             {
-                Ok(collected) => Ok(collected.to_bytes()),
+                Ok(collected) => Ok(Fetched::Document {
+                    body: collected.to_bytes(),
+                    etag,
+                }),
                 Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(FetchError::TooLarge {
                     url: url.to_owned(),
                     limit: max_bytes,

@@ -10,7 +10,7 @@ mod lambda;
 
 pub use body::{empty_body, full_body, BoxError, ProxyBody};
 pub use client::{HttpUpstreamClient, UpstreamError};
-pub use fetch::FetchError;
+pub use fetch::{FetchError, Fetched};
 pub use lambda::{
     with_timeout, EnvelopeError, InvokeFailure, LambdaInvoker, LambdaTarget, RequestEnvelope,
     ResponseEnvelope, MAX_PAYLOAD_BYTES,
