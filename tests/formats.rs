@@ -154,6 +154,34 @@ async fn three_formats_side_by_side_and_load_balanced_together() {
         .json();
     assert_eq!(explain_405["status"], 405);
     assert_eq!(explain_405["allow"], "GET, HEAD");
+    let explain_406 = gw
+        .admin(
+            Method::GET,
+            "/admin/explain?path=/api/orders/1&accept=text/html",
+            None,
+            None,
+        )
+        .await
+        .json();
+    assert_eq!(explain_406["status"], 406, "{explain_406}");
+    let explain_415 = gw
+        .admin(
+            Method::GET,
+            "/admin/explain?path=/shared&content-type=text/plain",
+            None,
+            None,
+        )
+        .await
+        .json();
+    assert_eq!(
+        explain_415["status"], 200,
+        "candidates declaring no consumes accept anything: {explain_415}"
+    );
+    let explain_404 = gw
+        .admin(Method::GET, "/admin/explain?path=/nope", None, None)
+        .await
+        .json();
+    assert_eq!(explain_404["status"], 404);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use buckler_route::RouteMatch;
+use buckler_route::{negotiate, NegotiationError, RouteMatch, Selection};
 use buckler_upstream::{full_body, ProxyBody};
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
@@ -192,12 +192,16 @@ fn explain(control: &Control, query: &str) -> Result<Value, GatewayError> {
     let mut domain = None;
     let mut method = "GET".to_owned();
     let mut path = None;
+    let mut content_type = None;
+    let mut accept = None;
     for pair in query.split('&') {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         match key {
             "domain" => domain = Some(percent_decode(value)),
             "method" => method = percent_decode(value).to_ascii_uppercase(),
             "path" => path = Some(percent_decode(value)),
+            "content-type" => content_type = Some(percent_decode(value)),
+            "accept" => accept = Some(percent_decode(value)),
             _ => {}
         }
     }
@@ -221,17 +225,45 @@ fn explain(control: &Control, query: &str) -> Result<Value, GatewayError> {
             template,
             method: declared,
             group,
-        } => json!({
-            "status": 200,
-            "domain": domain.settings.domain_name,
-            "path": routed_path,
-            "template": template.canonical(),
-            "method": declared.as_str(),
-            "candidates": group.candidates.iter().map(|c| json!({
-                "serviceLocation": c.upstream.identity(),
-                "effectiveWeight": c.weight,
-            })).collect::<Vec<_>>(),
-        }),
+        } => {
+            // With `content-type` (a request with a body) and/or `accept`, negotiation is
+            // explained too, exactly as the request path would run it.
+            let selection = negotiate(
+                &group.candidates,
+                content_type.as_deref(),
+                content_type.is_some(),
+                accept.as_deref(),
+            );
+            let (status, reason, chosen): (u16, &str, Vec<usize>) = match selection {
+                Ok(Selection::All) => (200, "matched", (0..group.candidates.len()).collect()),
+                Ok(Selection::Subset(indices)) => {
+                    (200, "matched; negotiation narrowed the candidates", indices)
+                }
+                Err(NegotiationError::UnsupportedMediaType) => {
+                    (415, "no candidate consumes the content type", vec![])
+                }
+                Err(NegotiationError::NotAcceptable) => {
+                    (406, "no candidate produces an acceptable type", vec![])
+                }
+            };
+            json!({
+                "status": status,
+                "reason": reason,
+                "domain": domain.settings.domain_name,
+                "path": routed_path,
+                "template": template.canonical(),
+                "method": declared.as_str(),
+                "candidates": chosen.iter().map(|i| {
+                    let c = &group.candidates[*i];
+                    json!({
+                        "serviceLocation": c.upstream.identity(),
+                        "effectiveWeight": c.weight,
+                        "consumes": c.consumes.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
+                        "produces": c.produces.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
+                    })
+                }).collect::<Vec<_>>(),
+            })
+        }
         RouteMatch::Options { allow } => {
             json!({"status": 200, "reason": "synthetic OPTIONS", "allow": allow})
         }
