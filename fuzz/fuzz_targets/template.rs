@@ -1,5 +1,5 @@
-//! Any text as a path template: an error or a template whose canonical form parses back to
-//! an equal template, and which a table can hold and look up without panicking.
+//! Any text (`template\npath`) as a path template and a request path: a parse error or a
+//! template that a table can hold and look up without panicking or running away.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 

@@ -518,8 +518,19 @@ mod tests {
             let mut entries = Vec::new();
             for _ in 0..rng.usize(1..12) {
                 let depth = rng.usize(0..4);
+                let mut has_rest = false;
                 let template: String = (0..depth)
-                    .map(|_| format!("/{}", pieces[rng.usize(..pieces.len())]))
+                    .map(|_| {
+                        // At most one `{+r}` per template, as the parser requires.
+                        let piece = loop {
+                            let piece = pieces[rng.usize(..pieces.len())];
+                            if piece != "{+r}" || !has_rest {
+                                break piece;
+                            }
+                        };
+                        has_rest |= piece == "{+r}";
+                        format!("/{piece}")
+                    })
                     .collect();
                 let method = if rng.bool() { "GET" } else { "POST" };
                 entries.push((

@@ -112,9 +112,17 @@ impl PathTemplate {
         if segments.len() > MAX_TOKENS {
             return Err(error(format!("more than {MAX_TOKENS} segments")));
         }
+        // Two `{+name}` make a lookup try every way of splitting the path between them: with
+        // k of them that is O(n^k) per request, a denial of service a hostile doc could ask for.
+        if segments.iter().filter(|s| **s == Segment::Rest).count() > 1 {
+            return Err(error("more than one `{+name}`".to_owned()));
+        }
         for segment in &segments {
             if let Segment::Regex(source) = segment {
-                compile(&format!("^(?:{source})$"))
+                // Compiled alone first: a source such as `a)|(b` would otherwise close the
+                // wrapping group and escape the anchors, matching outside its segment.
+                compile(source)
+                    .and_then(|_| compile(&format!("^(?:{source})$")))
                     .map_err(|e| error(format!("invalid regex {source:?}: {e}")))?;
             }
         }
@@ -363,6 +371,9 @@ mod tests {
             ("/a/{na me}", "invalid variable name"),
             ("/x/{id: [0-9+}", "invalid regex"),
             ("/x/{id: }", "empty regex"),
+            ("/x/{id: a)|(b}", "invalid regex"),
+            ("/{+a}/{+b}", "more than one `{+name}`"),
+            ("/a{+a}/x{+b}", "more than one `{+name}`"),
         ] {
             let error = PathTemplate::parse(bad).unwrap_err();
             assert!(error.to_string().contains(needle), "{bad}: {error}");
