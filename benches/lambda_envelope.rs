@@ -33,7 +33,10 @@ fn envelope(c: &mut Criterion) {
         }))
         .expect("reply serialises");
         assert_eq!(
-            ResponseEnvelope::parse(&reply).expect("bench reply parses").body.len(),
+            ResponseEnvelope::parse(&reply)
+                .expect("bench reply parses")
+                .body
+                .len(),
             size
         );
         group.bench_with_input(BenchmarkId::new("decode", label), &reply, |b, reply| {
