@@ -43,8 +43,10 @@ pub async fn handle(
 ) -> Response<ProxyBody> {
     let started = Instant::now();
     let request_id = headers::request_id(request.headers());
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
+    // Captured only when the request log line will be written: the hot path allocates nothing
+    // for logging when debug is off.
+    let logged = tracing::enabled!(tracing::Level::DEBUG)
+        .then(|| (request.method().clone(), request.uri().path().to_owned()));
     let outcome = route_and_dispatch(&control, connection, request, &request_id, started).await;
     let mut response = match outcome {
         Ok(response) => response,
@@ -61,14 +63,16 @@ pub async fn handle(
     let response_headers = response.headers_mut();
     headers::append_via(response_headers);
     response_headers.insert(&headers::X_REQUEST_ID, request_id.clone());
-    tracing::debug!(
-        request_id = request_id.to_str().unwrap_or(""),
-        %method,
-        path,
-        status = response.status().as_u16(),
-        elapsed_us = started.elapsed().as_micros() as u64,
-        "request"
-    );
+    if let Some((method, path)) = logged {
+        tracing::debug!(
+            request_id = request_id.to_str().unwrap_or(""),
+            %method,
+            path,
+            status = response.status().as_u16(),
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "request"
+        );
+    }
     response
 }
 
@@ -153,11 +157,14 @@ async fn route_and_dispatch(
         return Err(fail(GatewayError::BodyTooLarge { limit: max_body }));
     }
 
-    let client_address = headers::client_address(
-        connection.peer.ip(),
-        request.headers(),
-        table.config.trust_proxies,
-    );
+    if tracing::enabled!(tracing::Level::TRACE) {
+        let client_address = headers::client_address(
+            connection.peer.ip(),
+            request.headers(),
+            table.config.trust_proxies,
+        );
+        tracing::trace!(client_address, "client address");
+    }
     let forwarded_proto =
         forwarded_proto(&request, connection, table.config.trust_x_forwarded_proto);
     let (parts, body) = request.into_parts();
@@ -182,7 +189,6 @@ async fn route_and_dispatch(
     }
     outbound_headers.insert(&headers::X_REQUEST_ID, request_id.clone());
     headers::append_via(&mut outbound_headers);
-    tracing::trace!(client_address, "client address");
 
     let outbound = Outbound {
         method: parts.method,
