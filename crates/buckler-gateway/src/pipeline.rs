@@ -306,7 +306,11 @@ async fn send_to(
 ) -> Result<Response<ProxyBody>, SendFailure> {
     let upstream = &group.candidates[index].upstream;
     if let Some(target) = &upstream.lambda_target {
-        let result = crate::lambda::invoke(control, domain, upstream, target, outbound, body).await;
+        // Boxed for the same reason as the HTTP send below: the SDK's futures are large.
+        let result = Box::pin(crate::lambda::invoke(
+            control, domain, upstream, target, outbound, body,
+        ))
+        .await;
         let status = match &result {
             Ok(response) => response.status().as_u16(),
             Err(error) => error.status().as_u16(),
@@ -319,7 +323,10 @@ async fn send_to(
         .ok_or(SendFailure::Other(GatewayError::NoHealthyUpstream))?;
     let guard = upstream.begin_request();
     let timeout = domain.settings.request_timeout;
-    let result = tokio::time::timeout(timeout, control.client().send(request)).await;
+    // Boxed: hyper's send future is large, and inline it would make every enclosing future
+    // (up to the per-request `handle`) that large too, costing a memcpy at every move.
+    let send = Box::pin(control.client().send(request));
+    let result = tokio::time::timeout(timeout, send).await;
     let response = match result {
         Ok(Ok(response)) => response,
         Ok(Err(error)) => {

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use http::Method;
 use regex::Regex;
 
-use crate::template::{normalize_path, segment_regex, PathTemplate, Segment};
+use crate::template::{normalize_path, PathTemplate, Segment};
 
 /// Methods listed in `Allow`, in this order; others follow alphabetically.
 const ALLOW_ORDER: [Method; 7] = [
@@ -140,20 +140,28 @@ impl<G> RoutingTable<G> {
             best: None,
             matched_any: false,
         };
+        // One pass over the path: up to 32 segments on the stack, longer paths on the heap.
         let mut inline: [&str; 32] = [""; 32];
         let heap: Vec<&str>;
-        let segments: &[&str] = if normalized.is_empty() {
-            &[]
-        } else if normalized.split('/').count() <= inline.len() {
-            let mut count = 0;
-            for (slot, segment) in inline.iter_mut().zip(normalized.split('/')) {
-                *slot = segment;
+        let mut count = 0;
+        let mut overflow = false;
+        if !normalized.is_empty() {
+            for segment in normalized.split('/') {
+                match inline.get_mut(count) {
+                    Some(slot) => *slot = segment,
+                    None => {
+                        overflow = true;
+                        break;
+                    }
+                }
                 count += 1;
             }
-            &inline[..count]
-        } else {
+        }
+        let segments: &[&str] = if overflow {
             heap = normalized.split('/').collect();
             &heap
+        } else {
+            &inline[..count]
         };
         self.root.collect(segments, &mut search);
         for &rank in &self.fallback {
@@ -287,7 +295,10 @@ impl<G> Search<'_, G> {
 /// A trie node: one level per path segment.
 #[derive(Debug, Default)]
 struct Node {
-    statics: HashMap<Box<str>, Node>,
+    /// foldhash, not SipHash: a lookup hashes one segment per level, and SipHash was most of
+    /// the lookup's time. Keys come from upstream docs, never from requests, so there is no
+    /// flooding to defend against; lookups only probe.
+    statics: HashMap<Box<str>, Node, foldhash::fast::RandomState>,
     variable: Option<Box<Node>>,
     /// Compound or regex segments, one anchored regex each (deduplicated by source).
     patterns: Vec<(String, Regex, Node)>,
@@ -299,20 +310,23 @@ struct Node {
 
 impl Node {
     /// Inserts a template; false when it needs the full-regex fallback.
-    fn insert(&mut self, segments: &[&[Segment]], rank: u32) -> bool {
-        let Some((first, tail)) = segments.split_first() else {
+    fn insert(&mut self, segments: &[(&[Segment], Option<&Regex>)], rank: u32) -> bool {
+        let Some(((first, compiled), tail)) = segments.split_first() else {
             self.terminals.push(rank);
             return true;
         };
-        let child = match first {
+        let child = match *first {
             [Segment::Static(text)] => self.statics.entry(text.clone()).or_default(),
             [Segment::Variable] => self.variable.get_or_insert_with(Box::default),
             [Segment::Rest] => self.rest.get_or_insert_with(Box::default),
             tokens if tokens.contains(&Segment::Rest) => return false,
-            tokens => {
-                let Ok(regex) = segment_regex(tokens) else {
+            _ => {
+                // Compiled when the template was parsed; `None` here means it did not compile
+                // as one segment, and the whole-template regex fallback handles it.
+                let Some(regex) = compiled else {
                     return false;
                 };
+                let regex = (*regex).clone();
                 let source = regex.as_str().to_owned();
                 let index = match self.patterns.iter().position(|(s, _, _)| *s == source) {
                     Some(index) => index,

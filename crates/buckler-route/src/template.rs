@@ -93,6 +93,10 @@ pub struct PathTemplate {
     canonical: String,
     /// Anchored regex of the whole template, for [`PathTemplate::matches`] and compound cases.
     full: Regex,
+    /// Per path segment, the anchored regex of a compound or regex segment (`None` for a plain
+    /// static, `{name}` or `{+name}` segment). Compiled once here, when a doc is loaded, so that
+    /// building a routing table — every ramp step does — only clones them.
+    segment_regexes: Vec<Option<Regex>>,
 }
 
 impl PathTemplate {
@@ -136,10 +140,23 @@ impl PathTemplate {
         }
         pattern.push('$');
         let full = compile(&pattern).map_err(|e| error(format!("cannot compile: {e}")))?;
+        let segment_regexes = if segments.is_empty() {
+            Vec::new()
+        } else {
+            segments
+                .split(|s| *s == Segment::Slash)
+                .map(|tokens| match tokens {
+                    [Segment::Static(_)] | [Segment::Variable] | [Segment::Rest] => None,
+                    tokens if tokens.contains(&Segment::Rest) => None,
+                    tokens => segment_regex(tokens).ok(),
+                })
+                .collect()
+        };
         Ok(PathTemplate {
             segments,
             canonical,
             full,
+            segment_regexes,
         })
     }
 
@@ -158,12 +175,17 @@ impl PathTemplate {
         &self.full
     }
 
-    /// The tokens grouped by path segment (split at `Slash`).
-    pub(crate) fn path_segments(&self) -> Vec<&[Segment]> {
+    /// The tokens grouped by path segment (split at `Slash`), each with its precompiled regex
+    /// when it is a compound or regex segment.
+    pub(crate) fn path_segments(&self) -> Vec<(&[Segment], Option<&Regex>)> {
         if self.segments.is_empty() {
             return Vec::new();
         }
-        self.segments.split(|s| *s == Segment::Slash).collect()
+        self.segments
+            .split(|s| *s == Segment::Slash)
+            .zip(&self.segment_regexes)
+            .map(|(tokens, regex)| (tokens, regex.as_ref()))
+            .collect()
     }
 }
 
