@@ -1,6 +1,11 @@
 //! Lambda envelope encode (request → JSON payload) and decode (payload → validated response)
 //! with 1 KB and 1 MB bodies: the per-request cost a Lambda upstream adds before the network.
 
+/// The allocator the `buckler` binary ships with, so allocation-heavy paths cost here what
+/// they cost in production.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use buckler_upstream::{RequestEnvelope, ResponseEnvelope};

@@ -1,5 +1,10 @@
 //! Route lookup over 10, 100 and 1,000 templates: hits and misses.
 
+/// The allocator the `buckler` binary ships with, so allocation-heavy paths cost here what
+/// they cost in production.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use buckler_benches::route_mix;
 use buckler_route::{PathTemplate, RouteMatch, RoutingTableBuilder};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};

@@ -1,6 +1,11 @@
 //! Publishing a new runtime table — what every ramp step does — with 1,000 upstreams and 1,000
 //! templates: build the routing trie and every endpoint group's picker, then one atomic swap.
 
+/// The allocator the `buckler` binary ships with, so allocation-heavy paths cost here what
+/// they cost in production.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::Path;
 use std::sync::Arc;
 

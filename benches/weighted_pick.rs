@@ -1,5 +1,10 @@
 //! Weighted pick over 2, 10, 100 and 1,000 upstreams.
 
+/// The allocator the `buckler` binary ships with, so allocation-heavy paths cost here what
+/// they cost in production.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use buckler_balance::WeightedPicker;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use std::hint::black_box;

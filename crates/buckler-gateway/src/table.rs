@@ -10,7 +10,7 @@ use buckler_config::{Config, DomainConfig};
 use buckler_route::{MediaType, Negotiable, PathTemplate, RoutingTable, RoutingTableBuilder};
 
 use crate::metrics::RequestStats;
-use crate::upstream::{UpstreamHandle, UpstreamState};
+use crate::upstream::{UpstreamDocs, UpstreamHandle, UpstreamState};
 
 /// The whole gateway's routing state at one instant.
 #[derive(Debug)]
@@ -113,39 +113,32 @@ impl RuntimeTable {
 }
 
 fn build_routes(upstreams: &[(Arc<UpstreamHandle>, f64)]) -> RoutingTable<EndpointGroup> {
-    // (canonical template, method) -> (template, candidates); Vec keeps build order stable.
-    let mut index: HashMap<(String, http::Method), usize> = HashMap::new();
-    let mut groups: Vec<(PathTemplate, http::Method, Vec<Candidate>)> = Vec::new();
-    for (upstream, weight) in upstreams {
-        // Draining upstreams stay candidates at weight 0: they only get traffic when every
-        // other candidate of a group is at 0 too.
-        let routable = match upstream.state() {
-            UpstreamState::Serving => true,
-            UpstreamState::Draining => upstream.docs().is_some(),
+    // Every ramp step runs this over every endpoint of every upstream, so it borrows from the
+    // docs instead of copying: the docs are held here for the whole build.
+    let routable: Vec<(&Arc<UpstreamHandle>, f64, Arc<UpstreamDocs>)> = upstreams
+        .iter()
+        .filter(|(upstream, _)| match upstream.state() {
+            // Draining upstreams stay candidates at weight 0: they only get traffic when
+            // every other candidate of a group is at 0 too.
+            UpstreamState::Serving | UpstreamState::Draining => true,
             UpstreamState::Fetching | UpstreamState::Failed => false,
-        };
-        if !routable {
-            continue;
-        }
-        let Some(docs) = upstream.docs() else {
-            continue;
-        };
+        })
+        .filter_map(|(upstream, weight)| Some((upstream, *weight, upstream.docs()?)))
+        .collect();
+    // (canonical template, method) -> index into `groups`; the Vec keeps build order stable.
+    let mut index: HashMap<(&str, &http::Method), usize, foldhash::fast::RandomState> =
+        HashMap::default();
+    let mut groups: Vec<(&PathTemplate, &http::Method, Vec<Candidate>)> = Vec::new();
+    for (upstream, weight, docs) in &routable {
         for endpoint in &docs.endpoints {
-            let key = (
-                endpoint.template.canonical().to_owned(),
-                endpoint.method.clone(),
-            );
+            let key = (endpoint.template.canonical(), &endpoint.method);
             let slot = *index.entry(key).or_insert_with(|| {
-                groups.push((
-                    endpoint.template.clone(),
-                    endpoint.method.clone(),
-                    Vec::new(),
-                ));
+                groups.push((&endpoint.template, &endpoint.method, Vec::new()));
                 groups.len() - 1
             });
             let candidates = &mut groups[slot].2;
             let candidate = Candidate {
-                upstream: upstream.clone(),
+                upstream: Arc::clone(upstream),
                 weight: *weight,
                 consumes: endpoint.consumes.clone(),
                 produces: endpoint.produces.clone(),
@@ -164,7 +157,7 @@ fn build_routes(upstreams: &[(Arc<UpstreamHandle>, f64)]) -> RoutingTable<Endpoi
     let mut builder = RoutingTableBuilder::new();
     for (template, method, candidates) in groups {
         let weights: Vec<f64> = candidates.iter().map(|c| c.weight).collect();
-        builder.group_mut(template, method, || EndpointGroup {
+        builder.group_mut(template.clone(), method.clone(), || EndpointGroup {
             picker: WeightedPicker::new(&weights, 0),
             candidates,
         });

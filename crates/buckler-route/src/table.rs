@@ -6,6 +6,7 @@
 //! Nothing is allocated unless the answer is 405 or a synthetic OPTIONS.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use http::Method;
 use regex::Regex;
@@ -27,7 +28,7 @@ const ALLOW_ORDER: [Method; 7] = [
 #[derive(Debug)]
 pub struct RoutingTableBuilder<G> {
     routes: Vec<Route<G>>,
-    by_canonical: HashMap<String, usize>,
+    by_canonical: HashMap<String, usize, foldhash::fast::RandomState>,
 }
 
 #[derive(Debug)]
@@ -40,7 +41,7 @@ impl<G> Default for RoutingTableBuilder<G> {
     fn default() -> Self {
         RoutingTableBuilder {
             routes: Vec::new(),
-            by_canonical: HashMap::new(),
+            by_canonical: HashMap::default(),
         }
     }
 }
@@ -301,7 +302,7 @@ struct Node {
     statics: HashMap<Box<str>, Node, foldhash::fast::RandomState>,
     variable: Option<Box<Node>>,
     /// Compound or regex segments, one anchored regex each (deduplicated by source).
-    patterns: Vec<(String, Regex, Node)>,
+    patterns: Vec<(String, Arc<Regex>, Node)>,
     /// A whole-segment `{+rest}`: consumes zero or more segments.
     rest: Option<Box<Node>>,
     /// Ranks of templates ending here.
@@ -310,7 +311,7 @@ struct Node {
 
 impl Node {
     /// Inserts a template; false when it needs the full-regex fallback.
-    fn insert(&mut self, segments: &[(&[Segment], Option<&Regex>)], rank: u32) -> bool {
+    fn insert(&mut self, segments: &[(&[Segment], Option<&Arc<Regex>>)], rank: u32) -> bool {
         let Some(((first, compiled), tail)) = segments.split_first() else {
             self.terminals.push(rank);
             return true;
@@ -326,7 +327,7 @@ impl Node {
                 let Some(regex) = compiled else {
                     return false;
                 };
-                let regex = (*regex).clone();
+                let regex = Arc::clone(regex);
                 let source = regex.as_str().to_owned();
                 let index = match self.patterns.iter().position(|(s, _, _)| *s == source) {
                     Some(index) => index,

@@ -10,6 +10,8 @@ use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 
+use std::sync::Arc;
+
 use regex::Regex;
 
 /// Longest template accepted.
@@ -92,11 +94,13 @@ pub struct PathTemplate {
     segments: Vec<Segment>,
     canonical: String,
     /// Anchored regex of the whole template, for [`PathTemplate::matches`] and compound cases.
-    full: Regex,
+    full: Arc<Regex>,
     /// Per path segment, the anchored regex of a compound or regex segment (`None` for a plain
     /// static, `{name}` or `{+name}` segment). Compiled once here, when a doc is loaded, so that
     /// building a routing table — every ramp step does — only clones them.
-    segment_regexes: Vec<Option<Regex>>,
+    /// Behind `Arc`s, like `full`: a template is cloned into every table built, and cloning a
+    /// `Regex` itself allocates a fresh match-cache pool.
+    segment_regexes: Arc<[Option<Arc<Regex>>]>,
 }
 
 impl PathTemplate {
@@ -141,21 +145,21 @@ impl PathTemplate {
         pattern.push('$');
         let full = compile(&pattern).map_err(|e| error(format!("cannot compile: {e}")))?;
         let segment_regexes = if segments.is_empty() {
-            Vec::new()
+            Arc::from([])
         } else {
             segments
                 .split(|s| *s == Segment::Slash)
                 .map(|tokens| match tokens {
                     [Segment::Static(_)] | [Segment::Variable] | [Segment::Rest] => None,
                     tokens if tokens.contains(&Segment::Rest) => None,
-                    tokens => segment_regex(tokens).ok(),
+                    tokens => segment_regex(tokens).ok().map(Arc::new),
                 })
                 .collect()
         };
         Ok(PathTemplate {
             segments,
             canonical,
-            full,
+            full: Arc::new(full),
             segment_regexes,
         })
     }
@@ -177,13 +181,13 @@ impl PathTemplate {
 
     /// The tokens grouped by path segment (split at `Slash`), each with its precompiled regex
     /// when it is a compound or regex segment.
-    pub(crate) fn path_segments(&self) -> Vec<(&[Segment], Option<&Regex>)> {
+    pub(crate) fn path_segments(&self) -> Vec<(&[Segment], Option<&Arc<Regex>>)> {
         if self.segments.is_empty() {
             return Vec::new();
         }
         self.segments
             .split(|s| *s == Segment::Slash)
-            .zip(&self.segment_regexes)
+            .zip(self.segment_regexes.iter())
             .map(|(tokens, regex)| (tokens, regex.as_ref()))
             .collect()
     }
