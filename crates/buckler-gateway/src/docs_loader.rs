@@ -181,6 +181,7 @@ pub async fn run(
                         "upstream docs loaded"
                     );
                     control.publish();
+                    upstream.mark_served();
                 }
                 refresh
             }

@@ -85,7 +85,9 @@ pub async fn serve(
         let conn = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();
-        let conn = graceful.watch(conn);
+        // Boxed: an async block that owns a future and awaits it keeps room for it twice
+        // (3.4 KiB instead of 1.7 KiB), for every idle keep-alive connection.
+        let conn = Box::pin(graceful.watch(conn));
         tokio::spawn(async move {
             if let Err(error) = conn.await {
                 tracing::debug!(%peer, "connection ended with an error: {error}");

@@ -153,7 +153,7 @@ impl UpstreamHandle {
         UpstreamState::from_u8(self.state.load(Ordering::Acquire))
     }
 
-    /// True once the upstream has been serving at least once.
+    /// True once a table routing to this upstream has been published.
     pub fn has_served(&self) -> bool {
         self.served_once.load(Ordering::Acquire)
     }
@@ -188,6 +188,12 @@ impl UpstreamHandle {
             self.state
                 .store(UpstreamState::Serving as u8, Ordering::Release);
         }
+    }
+
+    /// Records that a table routing to this upstream has been published. Readiness waits for
+    /// this, not for [`UpstreamHandle::set_docs`]: between the two, `/healthcheck` would say
+    /// ready while requests still met the previous table and got 404.
+    pub fn mark_served(&self) {
         self.served_once.store(true, Ordering::Release);
     }
 
@@ -256,5 +262,34 @@ pub struct InFlightGuard {
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
         self.upstream.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Readiness follows the published table, not the docs: `/healthcheck` must not say ready
+    /// while requests would still meet a table without the upstream's routes.
+    #[test]
+    fn docs_alone_do_not_make_an_upstream_ready() {
+        let spec = buckler_config::parse_upstreams(
+            r#"[{"serviceType": "swagger2", "serviceLocation": "http://127.0.0.1:1"}]"#,
+            "test",
+            &Default::default(),
+        )
+        .expect("valid upstream")
+        .remove(0);
+        let handle = UpstreamHandle::new(spec, "*");
+        handle.set_docs(Arc::new(UpstreamDocs {
+            title: "t".into(),
+            version: "1".into(),
+            endpoints: Vec::new(),
+            fingerprint: 1,
+        }));
+        assert_eq!(handle.state(), UpstreamState::Serving);
+        assert!(!handle.has_served(), "ready before any table routes to it");
+        handle.mark_served();
+        assert!(handle.has_served());
     }
 }

