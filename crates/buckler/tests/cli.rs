@@ -12,13 +12,45 @@ fn buckler() -> Command {
     Command::new(env!("CARGO_BIN_EXE_buckler"))
 }
 
+/// A config file in a fresh temporary directory, removed again when the test ends.
+struct TempConfig {
+    path: PathBuf,
+}
+
+impl std::ops::Deref for TempConfig {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for TempConfig {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.path.as_os_str()
+    }
+}
+
+impl AsRef<std::path::Path> for TempConfig {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+impl Drop for TempConfig {
+    fn drop(&mut self) {
+        if let Some(dir) = self.path.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
 /// A fresh temporary file holding `text`.
-fn temp_config(name: &str, text: &str) -> PathBuf {
+fn temp_config(name: &str, text: &str) -> TempConfig {
     let dir = std::env::temp_dir().join(format!("buckler-cli-{}-{}", std::process::id(), name));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("buckler.json5");
     std::fs::write(&path, text).unwrap();
-    path
+    TempConfig { path }
 }
 
 #[test]
