@@ -12,7 +12,7 @@ use arc_swap::ArcSwap;
 use buckler_balance::{RampSchedule, WeightRamp};
 use buckler_config::{Config, ConfigErrors, DomainConfig, UpstreamSpec, UpstreamWatcher};
 use buckler_upstream::{HttpUpstreamClient, LambdaInvoker};
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 use tokio::task::AbortHandle;
 
 use crate::metrics::RequestStats;
@@ -63,8 +63,19 @@ pub struct Control {
     origin: Instant,
     /// Wakes the ramp driver when ramps change.
     ramps_changed: Arc<Notify>,
+    /// Publishes asked for by docs loaders, coalesced (see [`Control::publish_coalesced`]).
+    coalesced: Coalesced,
     reloads_ok: AtomicU64,
     reloads_error: AtomicU64,
+}
+
+/// Tickets for coalesced publishes: `requested` counts the asks, `published` is the highest
+/// ticket a published table is known to include.
+#[derive(Debug)]
+struct Coalesced {
+    requested: AtomicU64,
+    published: watch::Sender<u64>,
+    wake: Arc<Notify>,
 }
 
 #[derive(Debug)]
@@ -126,6 +137,11 @@ impl Control {
             ready: AtomicBool::new(false),
             origin: Instant::now(),
             ramps_changed: Arc::new(Notify::new()),
+            coalesced: Coalesced {
+                requested: AtomicU64::new(0),
+                published: watch::Sender::new(0),
+                wake: Arc::new(Notify::new()),
+            },
             reloads_ok: AtomicU64::new(0),
             reloads_error: AtomicU64::new(0),
         });
@@ -141,6 +157,10 @@ impl Control {
         tokio::spawn(drive_ramps(
             Arc::downgrade(&control),
             control.ramps_changed.clone(),
+        ));
+        tokio::spawn(publish_when_asked(
+            Arc::downgrade(&control),
+            control.coalesced.wake.clone(),
         ));
         Ok(control)
     }
@@ -177,6 +197,18 @@ impl Control {
     pub fn publish(&self) {
         let mut state = self.lock();
         self.publish_locked(&mut state);
+    }
+
+    /// Returns once a table that includes every change made before this call is published.
+    /// Asks that arrive together share one rebuild, and rebuilds are paced (see
+    /// [`publish_when_asked`]): a fleet of upstreams whose docs load at once would otherwise
+    /// rebuild a growing table once per upstream, stalling requests meanwhile.
+    pub async fn publish_coalesced(&self) {
+        let ticket = self.coalesced.requested.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut published = self.coalesced.published.subscribe();
+        self.coalesced.wake.notify_one();
+        // The sender lives as long as `self`, so this only ends with the ticket published.
+        let _ = published.wait_for(|covered| *covered >= ticket).await;
     }
 
     fn publish_locked(&self, state: &mut ControlState) {
@@ -632,6 +664,31 @@ async fn drive_ramps(control: Weak<Control>, wake: Arc<Notify>) {
     }
 }
 
+/// Longest pause between two coalesced publishes.
+const MAX_PUBLISH_PACE: Duration = Duration::from_millis(250);
+
+/// Serves [`Control::publish_coalesced`]: one rebuild covers every ask made before it started,
+/// and the next starts no sooner than ten times the last one took (at most
+/// [`MAX_PUBLISH_PACE`]), so while changes stream in, rebuilding takes at most about a tenth
+/// of the time the requests' thread has. An ask after a quiet spell is served at once.
+async fn publish_when_asked(control: Weak<Control>, wake: Arc<Notify>) {
+    let mut earliest_next = tokio::time::Instant::now();
+    loop {
+        wake.notified().await;
+        tokio::time::sleep_until(earliest_next).await;
+        let Some(control) = control.upgrade() else {
+            return;
+        };
+        let started = tokio::time::Instant::now();
+        // Read before the rebuild: every ticket up to here was taken after its change was made,
+        // so the rebuild sees all of them.
+        let covered = control.coalesced.requested.load(Ordering::SeqCst);
+        control.publish();
+        control.coalesced.published.send_replace(covered);
+        earliest_next = started + (started.elapsed() * 10).min(MAX_PUBLISH_PACE);
+    }
+}
+
 /// Waits until a removed upstream has nothing in flight, or its drain timeout, then drops it.
 async fn drain(control: Weak<Control>, handle: Arc<UpstreamHandle>, timeout: Duration) {
     let deadline = tokio::time::Instant::now() + timeout;
@@ -689,4 +746,55 @@ fn write_atomically(path: &Path, text: &str) -> Result<(), ChangeError> {
     let temp = path.with_extension(format!("tmp-{}", std::process::id()));
     std::fs::write(&temp, text).map_err(error)?;
     std::fs::rename(&temp, path).map_err(error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn control() -> Arc<Control> {
+        // A domain whose only upstream never answers: nothing but the test publishes.
+        let config = buckler_config::parse(
+            r#"{ listen: "127.0.0.1:0", domains: [{ "domain-name": "*", upstreams: [
+                { serviceType: "swagger2", serviceLocation: "http://127.0.0.1:9" } ] }] }"#,
+            Path::new("test.json5"),
+        )
+        .unwrap();
+        Control::start(config, HttpUpstreamClient::new()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn coalesced_publishes_share_rebuilds_and_each_waits_for_one() {
+        let control = control();
+        let before = control.table().generation;
+        let asks: Vec<_> = (0..50)
+            .map(|_| {
+                let control = control.clone();
+                tokio::spawn(async move {
+                    let asked_after = control.table().generation;
+                    control.publish_coalesced().await;
+                    // A table built after the ask is out by the time it returns.
+                    assert!(control.table().generation > asked_after);
+                })
+            })
+            .collect();
+        for ask in asks {
+            ask.await.unwrap();
+        }
+        let rebuilds = control.table().generation - before;
+        assert!(
+            (1..50).contains(&rebuilds),
+            "50 asks took {rebuilds} rebuilds"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lone_ask_is_published_at_once() {
+        let control = control();
+        let before = control.table().generation;
+        tokio::time::timeout(Duration::from_secs(5), control.publish_coalesced())
+            .await
+            .expect("published");
+        assert_eq!(control.table().generation, before + 1);
+    }
 }

@@ -21,6 +21,11 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
+/// Document loads (fetch and parse) in flight at once, process-wide. Adding a fleet of a
+/// thousand upstreams otherwise wakes a thousand loads together, and the requests queued
+/// behind their parsing waited ~100 ms (`benches/load/compare`, fleet measurement).
+static LOADS_IN_FLIGHT: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(16);
+
 /// Fetches and parses the docs of `upstream`. For single-document HTTP formats the last
 /// `ETag` is sent as `If-None-Match`; `Ok(None)` means the upstream answered 304.
 pub async fn load_docs(
@@ -152,11 +157,14 @@ pub async fn run(
     let mut backoff = FIRST_BACKOFF;
     let mut etag = None;
     loop {
-        let Some(strong) = control.upgrade() else {
-            return;
+        let loaded = {
+            // Never closed, so acquiring only waits (holding no reference to the control plane).
+            let _permit = LOADS_IN_FLIGHT.acquire().await;
+            let Some(strong) = control.upgrade() else {
+                return;
+            };
+            load_docs(&strong, &client, &upstream, &paths, &mut etag).await
         };
-        let loaded = load_docs(&strong, &client, &upstream, &paths, &mut etag).await;
-        drop(strong);
         let delay = match loaded {
             Ok(None) => {
                 // 304: unchanged since the last good document.
@@ -180,7 +188,7 @@ pub async fn run(
                         endpoints = upstream.docs().map_or(0, |d| d.endpoints.len()),
                         "upstream docs loaded"
                     );
-                    control.publish();
+                    control.publish_coalesced().await;
                     upstream.mark_served();
                 }
                 refresh
