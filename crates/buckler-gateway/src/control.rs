@@ -789,6 +789,76 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn at_most_sixteen_documents_load_at_once() {
+        use std::sync::atomic::AtomicUsize;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        // 24 upstreams whose document takes 150 ms to answer: without the cap all 24 loads
+        // would be in flight together.
+        let doc = buckler_testkit::Swagger2Doc::new("slow", "1")
+            .op("get", "/hello")
+            .to_json();
+        let response: &'static str = Box::leak(
+            format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{doc}",
+                doc.len()
+            )
+            .into_boxed_str(),
+        );
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let mut entries = Vec::new();
+        for _ in 0..24 {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            entries.push(format!(
+                r#"{{ serviceType: "swagger2", serviceLocation: "http://{}" }}"#,
+                listener.local_addr().unwrap()
+            ));
+            let (in_flight, most) = (in_flight.clone(), most.clone());
+            tokio::spawn(async move {
+                while let Ok((mut stream, _)) = listener.accept().await {
+                    let (in_flight, most) = (in_flight.clone(), most.clone());
+                    tokio::spawn(async move {
+                        let mut head = Vec::new();
+                        let mut chunk = [0u8; 1024];
+                        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match stream.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => head.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(150)).await;
+                        in_flight.fetch_sub(1, Ordering::SeqCst);
+                        let _ = stream.write_all(response.as_bytes()).await;
+                    });
+                }
+            });
+        }
+        let config = buckler_config::parse(
+            &format!(
+                r#"{{ listen: "127.0.0.1:0", domains: [{{ "domain-name": "*", upstreams: [{}] }}] }}"#,
+                entries.join(", ")
+            ),
+            Path::new("test.json5"),
+        )
+        .unwrap();
+        let control = Control::start(config, HttpUpstreamClient::new()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !control.is_ready() {
+            assert!(
+                Instant::now() < deadline,
+                "not every upstream loaded its docs"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let most = most.load(Ordering::SeqCst);
+        assert!(most <= 16, "{most} documents loaded at once");
+        assert!(most > 1, "loads ran one at a time");
+    }
+
+    #[tokio::test]
     async fn a_lone_ask_is_published_at_once() {
         let control = control();
         let before = control.table().generation;
