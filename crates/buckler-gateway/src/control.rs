@@ -859,6 +859,78 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn silent_upstreams_do_not_hold_the_load_cap() {
+        use std::sync::atomic::AtomicUsize;
+        use tokio::io::AsyncReadExt;
+
+        // 16 upstreams that take the request and never answer (the fetch times out after 10 s),
+        // then one that answers: it must load while all 16 are still waiting.
+        let gave_up = Arc::new(AtomicUsize::new(0));
+        let mut entries = Vec::new();
+        for _ in 0..16 {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            entries.push(format!(
+                r#"{{ serviceType: "swagger2", serviceLocation: "http://{}" }}"#,
+                listener.local_addr().unwrap()
+            ));
+            let gave_up = gave_up.clone();
+            tokio::spawn(async move {
+                while let Ok((mut stream, _)) = listener.accept().await {
+                    let gave_up = gave_up.clone();
+                    tokio::spawn(async move {
+                        let mut chunk = [0u8; 1024];
+                        // Read the request and never answer; EOF means the loader gave up.
+                        while let Ok(n) = stream.read(&mut chunk).await {
+                            if n == 0 {
+                                break;
+                            }
+                        }
+                        gave_up.fetch_add(1, Ordering::SeqCst);
+                    });
+                }
+            });
+        }
+        let healthy = buckler_testkit::FakeUpstream::builder("healthy")
+            .doc(
+                buckler_testkit::Swagger2Doc::new("healthy", "1")
+                    .op("get", "/hello")
+                    .to_json(),
+            )
+            .start()
+            .await;
+        entries.push(format!(
+            r#"{{ serviceType: "swagger2", serviceLocation: "{}" }}"#,
+            healthy.url()
+        ));
+        let config = buckler_config::parse(
+            &format!(
+                r#"{{ listen: "127.0.0.1:0", domains: [{{ "domain-name": "*", upstreams: [{}] }}] }}"#,
+                entries.join(", ")
+            ),
+            Path::new("test.json5"),
+        )
+        .unwrap();
+        let control = Control::start(config, HttpUpstreamClient::new()).unwrap();
+        let healthy_served = || {
+            let table = control.table();
+            table.domains()[0]
+                .upstreams
+                .last()
+                .is_some_and(|u| u.has_served())
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !healthy_served() {
+            assert!(Instant::now() < deadline, "the healthy upstream never loaded");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let gave_up = gave_up.load(Ordering::SeqCst);
+        assert_eq!(
+            gave_up, 0,
+            "the healthy upstream loaded only after {gave_up} silent loads timed out"
+        );
+    }
+
+    #[tokio::test]
     async fn a_lone_ask_is_published_at_once() {
         let control = control();
         let before = control.table().generation;

@@ -25,6 +25,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// thousand upstreams otherwise wakes a thousand loads together, and the requests queued
 /// behind their parsing waited ~100 ms (`benches/load/compare`, fleet measurement).
 static LOADS_IN_FLIGHT: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(16);
+/// A load still unfinished after this long is waiting on a slow or silent upstream, not using
+/// the CPU: it gives its place back and finishes outside the cap, so sixteen black-holed
+/// upstreams cannot hold every other upstream's first load for the fetch timeout.
+const SLOW_LOAD: Duration = Duration::from_secs(1);
 
 /// Fetches and parses the docs of `upstream`. For single-document HTTP formats the last
 /// `ETag` is sent as `If-None-Match`; `Ok(None)` means the upstream answered 304.
@@ -159,11 +163,19 @@ pub async fn run(
     loop {
         let loaded = {
             // Never closed, so acquiring only waits (holding no reference to the control plane).
-            let _permit = LOADS_IN_FLIGHT.acquire().await;
+            let permit = LOADS_IN_FLIGHT.acquire().await;
             let Some(strong) = control.upgrade() else {
                 return;
             };
-            load_docs(&strong, &client, &upstream, &paths, &mut etag).await
+            let load = load_docs(&strong, &client, &upstream, &paths, &mut etag);
+            tokio::pin!(load);
+            tokio::select! {
+                loaded = &mut load => loaded,
+                _ = tokio::time::sleep(SLOW_LOAD) => {
+                    drop(permit);
+                    load.await
+                }
+            }
         };
         let delay = match loaded {
             Ok(None) => {
