@@ -920,7 +920,10 @@ mod tests {
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while !healthy_served() {
-            assert!(Instant::now() < deadline, "the healthy upstream never loaded");
+            assert!(
+                Instant::now() < deadline,
+                "the healthy upstream never loaded"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let gave_up = gave_up.load(Ordering::SeqCst);
