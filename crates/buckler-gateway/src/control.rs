@@ -763,6 +763,23 @@ mod tests {
         Control::start(config, HttpUpstreamClient::new()).unwrap()
     }
 
+    /// A control plane for one wildcard domain with a swagger2 upstream at each location.
+    fn control_over(locations: &[String]) -> Arc<Control> {
+        let upstreams: Vec<String> = locations
+            .iter()
+            .map(|l| format!(r#"{{ serviceType: "swagger2", serviceLocation: "{l}" }}"#))
+            .collect();
+        let config = buckler_config::parse(
+            &format!(
+                r#"{{ listen: "127.0.0.1:0", domains: [{{ "domain-name": "*", upstreams: [{}] }}] }}"#,
+                upstreams.join(", ")
+            ),
+            Path::new("test.json5"),
+        )
+        .unwrap();
+        Control::start(config, HttpUpstreamClient::new()).unwrap()
+    }
+
     #[tokio::test]
     async fn coalesced_publishes_share_rebuilds_and_each_waits_for_one() {
         let control = control();
@@ -807,13 +824,10 @@ mod tests {
         );
         let in_flight = Arc::new(AtomicUsize::new(0));
         let most = Arc::new(AtomicUsize::new(0));
-        let mut entries = Vec::new();
+        let mut locations = Vec::new();
         for _ in 0..24 {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            entries.push(format!(
-                r#"{{ serviceType: "swagger2", serviceLocation: "http://{}" }}"#,
-                listener.local_addr().unwrap()
-            ));
+            locations.push(format!("http://{}", listener.local_addr().unwrap()));
             let (in_flight, most) = (in_flight.clone(), most.clone());
             tokio::spawn(async move {
                 while let Ok((mut stream, _)) = listener.accept().await {
@@ -836,15 +850,7 @@ mod tests {
                 }
             });
         }
-        let config = buckler_config::parse(
-            &format!(
-                r#"{{ listen: "127.0.0.1:0", domains: [{{ "domain-name": "*", upstreams: [{}] }}] }}"#,
-                entries.join(", ")
-            ),
-            Path::new("test.json5"),
-        )
-        .unwrap();
-        let control = Control::start(config, HttpUpstreamClient::new()).unwrap();
+        let control = control_over(&locations);
         let deadline = Instant::now() + Duration::from_secs(20);
         while !control.is_ready() {
             assert!(
@@ -866,13 +872,10 @@ mod tests {
         // 16 upstreams that take the request and never answer (the fetch times out after 10 s),
         // then one that answers: it must load while all 16 are still waiting.
         let gave_up = Arc::new(AtomicUsize::new(0));
-        let mut entries = Vec::new();
+        let mut locations = Vec::new();
         for _ in 0..16 {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            entries.push(format!(
-                r#"{{ serviceType: "swagger2", serviceLocation: "http://{}" }}"#,
-                listener.local_addr().unwrap()
-            ));
+            locations.push(format!("http://{}", listener.local_addr().unwrap()));
             let gave_up = gave_up.clone();
             tokio::spawn(async move {
                 while let Ok((mut stream, _)) = listener.accept().await {
@@ -898,19 +901,8 @@ mod tests {
             )
             .start()
             .await;
-        entries.push(format!(
-            r#"{{ serviceType: "swagger2", serviceLocation: "{}" }}"#,
-            healthy.url()
-        ));
-        let config = buckler_config::parse(
-            &format!(
-                r#"{{ listen: "127.0.0.1:0", domains: [{{ "domain-name": "*", upstreams: [{}] }}] }}"#,
-                entries.join(", ")
-            ),
-            Path::new("test.json5"),
-        )
-        .unwrap();
-        let control = Control::start(config, HttpUpstreamClient::new()).unwrap();
+        locations.push(healthy.url());
+        let control = control_over(&locations);
         let healthy_served = || {
             let table = control.table();
             table.domains()[0]
