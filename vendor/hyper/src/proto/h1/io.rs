@@ -238,6 +238,12 @@ where
                 .max()
                 .saturating_sub(self.read_buf.len()),
         );
+        // Buckler patch: a released read buffer comes back from this thread's spares if it can.
+        if self.read_buf.capacity() == 0 {
+            if let Some(buf) = spare::take_read() {
+                self.read_buf = buf;
+            }
+        }
         if self.read_buf_remaining_mut() < next {
             self.read_buf.reserve(next);
         }
@@ -269,13 +275,19 @@ where
 
     /// Buckler patch: frees the read and write buffers when neither holds a byte, so that an
     /// idle keep-alive connection keeps no buffer memory (16 KiB per connection otherwise).
-    /// The next read or write allocates again, as on a fresh connection.
+    /// The next read or write takes a buffer again, as on a fresh connection: a spare one
+    /// (see `spare`) when this thread has one, else a new allocation.
     pub(crate) fn release_buffers(&mut self) {
         if self.read_buf.is_empty() && self.read_buf.capacity() != 0 {
-            self.read_buf = BytesMut::new();
+            let mut buf = std::mem::take(&mut self.read_buf);
+            // Whole again only when no message still borrows from it.
+            if buf.try_reclaim(INIT_BUFFER_SIZE) {
+                spare::put_read(buf);
+            }
         }
         if !self.write_buf.has_remaining() && self.write_buf.headers.bytes.capacity() != 0 {
-            self.write_buf.headers = Cursor::new(Vec::new());
+            let headers = std::mem::replace(&mut self.write_buf.headers, Cursor::new(Vec::new()));
+            spare::put_write(headers.bytes);
         }
     }
 
@@ -609,7 +621,10 @@ impl<B: Buf> WriteBuf<B> {
         debug_assert!(!self.queue.has_remaining());
         // Buckler patch: allocated on first use (see `Buffered::release_buffers`).
         if self.headers.bytes.capacity() == 0 {
-            self.headers.bytes.reserve(INIT_BUFFER_SIZE);
+            match spare::take_write() {
+                Some(buf) => self.headers.bytes = buf,
+                None => self.headers.bytes.reserve(INIT_BUFFER_SIZE),
+            }
         }
         &mut self.headers
     }
@@ -666,6 +681,62 @@ impl<B: Buf> Buf for WriteBuf<B> {
 enum WriteStrategy {
     Flatten,
     Queue,
+}
+
+/// Buckler patch: buffers released by idle connections, kept per thread for the next
+/// connection that needs one. A busy keep-alive connection goes idle between every two
+/// requests; without these it went to the allocator for two 8 KiB buffers per request
+/// (about 9 % more instructions per proxied request), with them it rarely does. At most
+/// `KEPT` of each kind, and only buffers of the initial size, so the spares stay under 1 MiB
+/// per thread however many connections idle.
+mod spare {
+    use std::cell::RefCell;
+
+    use bytes::BytesMut;
+
+    use super::INIT_BUFFER_SIZE;
+
+    const KEPT: usize = 32;
+    /// Buffers that grew for a large message go back to the allocator.
+    const LARGEST: usize = 2 * INIT_BUFFER_SIZE;
+
+    thread_local! {
+        static READ: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+        static WRITE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    pub(super) fn put_read(mut buf: BytesMut) {
+        buf.clear();
+        if buf.capacity() <= LARGEST {
+            // `try_with`: a thread being torn down just frees the buffer.
+            let _ = READ.try_with(|spares| keep(&mut spares.borrow_mut(), buf));
+        }
+    }
+
+    pub(super) fn take_read() -> Option<BytesMut> {
+        READ.try_with(|spares| spares.borrow_mut().pop())
+            .ok()
+            .flatten()
+    }
+
+    pub(super) fn put_write(mut buf: Vec<u8>) {
+        buf.clear();
+        if buf.capacity() <= LARGEST {
+            let _ = WRITE.try_with(|spares| keep(&mut spares.borrow_mut(), buf));
+        }
+    }
+
+    pub(super) fn take_write() -> Option<Vec<u8>> {
+        WRITE.try_with(|spares| spares.borrow_mut().pop())
+            .ok()
+            .flatten()
+    }
+
+    fn keep<T>(spares: &mut Vec<T>, buf: T) {
+        if spares.len() < KEPT {
+            spares.push(buf);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -902,16 +973,32 @@ mod tests {
         assert_eq!(&buffered.read_buf[..], b"GET / HTTP/1.1\r\n");
         assert!(buffered.write_buf.headers.bytes.capacity() >= INIT_BUFFER_SIZE);
 
-        // Once consumed and flushed, both are freed.
-        let _ = buffered.read_buf.split();
+        // Once consumed and flushed, both are let go of...
+        let head = buffered.read_buf.split();
         buffered.flush().await.expect("flush");
+        let write_ptr = buffered.write_buf.headers.bytes.as_ptr();
         buffered.release_buffers();
         assert_eq!(buffered.read_buf.capacity(), 0);
         assert_eq!(buffered.write_buf.headers.bytes.capacity(), 0);
 
-        // And come back on the next write.
+        // ...and the write buffer comes back from this thread's spares on the next write.
         buffered.headers_buf().extend(b"x");
-        assert!(buffered.write_buf.headers.bytes.capacity() >= INIT_BUFFER_SIZE);
+        assert_eq!(buffered.write_buf.headers.bytes.as_ptr(), write_ptr);
+        assert_eq!(&buffered.write_buf.headers.bytes[..], b"x");
+
+        // A read buffer a parsed message still borrows from is not kept as a spare; one
+        // nothing borrows from is, and the next read takes it.
+        assert!(spare::take_read().is_none(), "the request head still borrowed it");
+        drop(head);
+        let mut whole = BytesMut::with_capacity(INIT_BUFFER_SIZE);
+        whole.extend_from_slice(b"old");
+        let read_ptr = whole.as_ptr();
+        buffered.read_buf = whole.split_off(3);
+        drop(whole);
+        buffered.release_buffers();
+        let reused = spare::take_read().expect("a whole buffer is kept");
+        assert_eq!(reused.as_ptr(), read_ptr);
+        assert!(reused.is_empty() && reused.capacity() >= INIT_BUFFER_SIZE);
     }
 
     #[cfg(not(miri))]
