@@ -275,6 +275,10 @@ async fn malformed_framing_is_400_and_never_smuggles() {
     )
     .await;
     assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    // Two Hosts: which one routes, and which one the upstream sees, would be ambiguous.
+    let reply = raw_exchange(gw.addr, b"GET /echo HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n").await;
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    assert!(reply.contains("more than one Host"), "{reply}");
     assert_eq!(upstream.request_count(), 0);
 
     // Content-Length and Transfer-Encoding together: the body is read as chunked (RFC 9112

@@ -1,9 +1,10 @@
 //! Header rules of the request path, as pure functions: hop-by-hop removal, `X-Forwarded-*`,
 //! `Client-Address`, request ids and `ignore-extensions`.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, Entry, HeaderMap, HeaderName, HeaderValue};
 
 /// `Client-Address`: computed by the gateway, stripped before forwarding.
 pub static CLIENT_ADDRESS: HeaderName = HeaderName::from_static("client-address");
@@ -34,20 +35,35 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 /// Removes hop-by-hop headers, including every header named in `Connection`.
 /// `Transfer-Encoding` is removed too: the outgoing connection frames the body itself.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
+    // One pass over the names present instead of a hashed removal per hop-by-hop name: most
+    // messages carry none of them, and this runs twice per proxied request.
+    let mut doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| **name == header::TRANSFER_ENCODING || HOP_BY_HOP.contains(name))
+        .cloned()
+        .collect();
+    if doomed.is_empty() {
+        return;
+    }
+    let listed: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .filter_map(|option| {
+            // Only options naming a header that is present matter (`close` and `keep-alive`
+            // usually name none); matched against the names present, so nothing is parsed.
+            let option = option.trim();
+            headers
+                .keys()
+                .find(|name| name.as_str().eq_ignore_ascii_case(option))
+                .cloned()
+        })
         .collect();
-    for name in named {
+    doomed.extend(listed);
+    for name in doomed {
         headers.remove(name);
     }
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
-    }
-    headers.remove(header::TRANSFER_ENCODING);
 }
 
 /// The client address as Shield computed it: the list is the peer address followed by the
@@ -78,33 +94,70 @@ pub fn client_address(peer: IpAddr, headers: &HeaderMap, trust_proxies: usize) -
 
 /// Appends the peer to `X-Forwarded-For` (joining repeated headers into one list).
 pub fn append_forwarded_for(headers: &mut HeaderMap, peer: IpAddr) {
-    let existing: Vec<String> = headers
-        .get_all(&X_FORWARDED_FOR)
+    let mut entry = match headers.entry(&X_FORWARDED_FOR) {
+        Entry::Vacant(entry) => {
+            entry.insert(ip_value(peer));
+            return;
+        }
+        Entry::Occupied(entry) => entry,
+    };
+    let peer = peer.to_string();
+    let joined = entry
         .iter()
         .filter_map(|value| value.to_str().ok())
-        .map(|value| value.trim().to_owned())
+        .map(str::trim)
         .filter(|value| !value.is_empty())
-        .collect();
-    let value = if existing.is_empty() {
-        peer.to_string()
-    } else {
-        format!("{}, {}", existing.join(", "), peer)
-    };
-    headers.remove(&X_FORWARDED_FOR);
-    if let Ok(value) = HeaderValue::from_str(&value) {
-        headers.insert(&X_FORWARDED_FOR, value);
+        .chain([peer.as_str()])
+        .collect::<Vec<_>>()
+        .join(", ");
+    if let Ok(value) = HeaderValue::from_str(&joined) {
+        entry.insert(value);
     }
+}
+
+/// An IP address as header text; IPv4 (nearly every peer) without the formatting machinery.
+fn ip_value(ip: IpAddr) -> HeaderValue {
+    let IpAddr::V4(v4) = ip else {
+        return HeaderValue::from_str(&ip.to_string()).unwrap_or(HeaderValue::from_static(""));
+    };
+    let mut text = [0u8; 15];
+    let mut len = 0;
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            text[len] = b'.';
+            len += 1;
+        }
+        if octet >= 100 {
+            text[len] = b'0' + octet / 100;
+            len += 1;
+        }
+        if octet >= 10 {
+            text[len] = b'0' + octet / 10 % 10;
+            len += 1;
+        }
+        text[len] = b'0' + octet % 10;
+        len += 1;
+    }
+    HeaderValue::from_bytes(&text[..len]).unwrap_or(HeaderValue::from_static(""))
 }
 
 /// Appends this gateway's entry to `Via`.
 pub fn append_via(headers: &mut HeaderMap) {
-    let value = match headers.get(header::VIA).and_then(|v| v.to_str().ok()) {
-        Some(existing) if !existing.trim().is_empty() => format!("{existing}, {VIA_ENTRY}"),
-        _ => VIA_ENTRY.to_owned(),
+    let mut entry = match headers.entry(header::VIA) {
+        Entry::Vacant(entry) => {
+            entry.insert(HeaderValue::from_static(VIA_ENTRY));
+            return;
+        }
+        Entry::Occupied(entry) => entry,
     };
-    if let Ok(value) = HeaderValue::from_str(&value) {
-        headers.insert(header::VIA, value);
-    }
+    let value = match entry.get().to_str() {
+        Ok(existing) if !existing.trim().is_empty() => {
+            HeaderValue::from_str(&format!("{existing}, {VIA_ENTRY}"))
+                .unwrap_or(HeaderValue::from_static(VIA_ENTRY))
+        }
+        _ => HeaderValue::from_static(VIA_ENTRY),
+    };
+    entry.insert(value);
 }
 
 /// The request id to use: the client's `X-Request-Id` when it is a sane token (1–200
@@ -116,8 +169,17 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
             return value.clone();
         }
     }
-    let id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
-    HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("0"))
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = [0u8; 32];
+    for (half, word) in [fastrand::u64(..), fastrand::u64(..)]
+        .into_iter()
+        .enumerate()
+    {
+        for (i, digit) in id[half * 16..][..16].iter_mut().enumerate() {
+            *digit = HEX[(word >> (60 - 4 * i) & 0xf) as usize];
+        }
+    }
+    HeaderValue::from_bytes(&id).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
 /// Total size of the header block as a client sent it: names, values and `": "`/CRLF framing.
@@ -148,20 +210,23 @@ pub fn strip_extension(path: &str, extensions: &[String]) -> Option<String> {
 }
 
 /// The host a request is for: `Host` (HTTP/1.1) or the URI authority (HTTP/2), without port,
-/// lower-cased. IPv6 literals keep their brackets.
-pub fn request_host(uri: &http::Uri, headers: &HeaderMap) -> Option<String> {
+/// lower-cased. IPv6 literals keep their brackets. Borrowed unless it had to be lower-cased.
+pub fn request_host<'a>(uri: &'a http::Uri, headers: &'a HeaderMap) -> Option<Cow<'a, str>> {
     let raw = headers
         .get(header::HOST)
         .and_then(|value| value.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| uri.authority().map(|a| a.as_str().to_owned()))?;
-    let raw = raw.rsplit('@').next().unwrap_or(&raw);
+        .or_else(|| uri.authority().map(|a| a.as_str()))?;
+    let raw = raw.rfind('@').map_or(raw, |at| &raw[at + 1..]);
     let host = if raw.starts_with('[') {
-        raw.split_inclusive(']').next().unwrap_or(raw)
+        raw.find(']').map_or(raw, |end| &raw[..=end])
     } else {
-        raw.split(':').next().unwrap_or(raw)
+        raw.find(':').map_or(raw, |colon| &raw[..colon])
     };
-    Some(host.to_ascii_lowercase())
+    Some(if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    })
 }
 
 #[cfg(test)]
@@ -212,6 +277,32 @@ mod tests {
     }
 
     #[test]
+    fn forwarded_for_writes_every_octet_width_and_ipv6() {
+        for (peer, text) in [
+            ("0.10.100.255", "0.10.100.255"),
+            ("127.0.0.1", "127.0.0.1"),
+            ("::1", "::1"),
+            ("2001:db8::7", "2001:db8::7"),
+        ] {
+            let mut map = HeaderMap::new();
+            append_forwarded_for(&mut map, peer.parse().unwrap());
+            assert_eq!(map[&X_FORWARDED_FOR], text);
+        }
+    }
+
+    #[test]
+    fn messages_without_hop_by_hop_headers_are_untouched() {
+        let mut map = headers(&[("host", "a"), ("x-one", "1"), ("x-one", "2")]);
+        let before = map.clone();
+        remove_hop_by_hop(&mut map);
+        assert_eq!(map, before);
+        let mut close = headers(&[("connection", "close"), ("x-one", "1")]);
+        remove_hop_by_hop(&mut close);
+        let names: Vec<&str> = close.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, vec!["x-one"]);
+    }
+
+    #[test]
     fn hop_by_hop_and_connection_listed_headers_go() {
         let mut map = headers(&[
             ("connection", "keep-alive, x-secret"),
@@ -236,6 +327,9 @@ mod tests {
         let mut empty = HeaderMap::new();
         append_via(&mut empty);
         assert_eq!(empty[header::VIA], "1.1 buckler");
+        let mut blank = headers(&[("via", " ")]);
+        append_via(&mut blank);
+        assert_eq!(blank[header::VIA], "1.1 buckler");
     }
 
     #[test]
@@ -244,6 +338,7 @@ mod tests {
         assert_eq!(kept, "abc-123");
         let generated = request_id(&headers(&[("x-request-id", "has space")]));
         assert_eq!(generated.len(), 32);
+        assert!(generated.as_bytes().iter().all(u8::is_ascii_hexdigit));
         assert_ne!(request_id(&HeaderMap::new()), request_id(&HeaderMap::new()));
     }
 
@@ -292,5 +387,10 @@ mod tests {
             Some("svc.local")
         );
         assert_eq!(request_host(&uri, &HeaderMap::new()), None);
+        let lower = headers(&[("host", "api.example.org")]);
+        assert!(matches!(
+            request_host(&uri, &lower),
+            Some(Cow::Borrowed("api.example.org"))
+        ));
     }
 }

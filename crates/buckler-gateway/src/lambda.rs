@@ -29,7 +29,7 @@ pub(crate) async fn invoke(
     let body = collect_limited(body, MAX_PAYLOAD_BYTES).await?;
     let envelope = RequestEnvelope::new(
         outbound.method.as_str(),
-        &outbound.path_and_query,
+        outbound.path_and_query.as_str(),
         outbound.headers.iter(),
         (!body.is_empty()).then_some(&body[..]),
     );

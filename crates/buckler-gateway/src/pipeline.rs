@@ -12,6 +12,7 @@ use buckler_route::{negotiate, NegotiationError, RouteMatch, Selection};
 use buckler_upstream::{empty_body, BoxError, ProxyBody, UpstreamError};
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
+use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Limited};
@@ -110,7 +111,7 @@ async fn route_and_dispatch(
     let Some(domain) = table.domain_for(host.as_deref()).cloned() else {
         return Err((
             GatewayError::UnknownHost {
-                host: host.unwrap_or_default(),
+                host: host.map(|host| host.into_owned()).unwrap_or_default(),
             },
             None,
         ));
@@ -119,9 +120,9 @@ async fn route_and_dispatch(
 
     let original_path = request.uri().path();
     let stripped = headers::strip_extension(original_path, &domain.settings.ignore_extensions);
-    let path = stripped.as_deref().unwrap_or(original_path).to_owned();
+    let path = stripped.as_deref().unwrap_or(original_path);
 
-    let group = match domain.routes.lookup(request.method(), &path) {
+    let group = match domain.routes.lookup(request.method(), path) {
         RouteMatch::Matched { group, .. } => group,
         RouteMatch::Options { allow } => return Ok(options_response(&allow)),
         RouteMatch::MethodNotAllowed { allow } => {
@@ -130,7 +131,11 @@ async fn route_and_dispatch(
                 allow,
             }))
         }
-        RouteMatch::NotFound => return Err(fail(GatewayError::NoRoute { path })),
+        RouteMatch::NotFound => {
+            return Err(fail(GatewayError::NoRoute {
+                path: path.to_owned(),
+            }))
+        }
     };
 
     let has_body = !request.body().is_end_stream();
@@ -168,34 +173,45 @@ async fn route_and_dispatch(
     let forwarded_proto =
         forwarded_proto(&request, connection, table.config.trust_x_forwarded_proto);
     let (parts, body) = request.into_parts();
-    let query = parts.uri.query().map(str::to_owned);
-    let host_value = parts.headers.get(header::HOST).cloned().or_else(|| {
-        parts
+    // The client's path and query, shared rather than copied, unless an extension was stripped.
+    let path_and_query = match stripped {
+        None => parts.uri.path_and_query().cloned(),
+        Some(path) => match parts.uri.query() {
+            Some(query) => PathAndQuery::try_from(format!("{path}?{query}")).ok(),
+            None => PathAndQuery::try_from(path).ok(),
+        },
+    }
+    .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let host_header = parts.headers.get(header::HOST).cloned();
+    // HTTP/2 carries the host in the URI; the upstream (HTTP/1.1) needs a `Host` header.
+    let authority_host = match host_header {
+        Some(_) => None,
+        None => parts
             .uri
             .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    });
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+    };
 
     let mut outbound_headers = parts.headers;
     headers::remove_hop_by_hop(&mut outbound_headers);
     outbound_headers.remove(&headers::CLIENT_ADDRESS);
     headers::append_forwarded_for(&mut outbound_headers, connection.peer.ip());
-    if let Ok(value) = HeaderValue::from_str(forwarded_proto) {
-        outbound_headers.insert(&headers::X_FORWARDED_PROTO, value);
+    outbound_headers.insert(
+        &headers::X_FORWARDED_PROTO,
+        HeaderValue::from_static(forwarded_proto),
+    );
+    if let Some(host) = host_header.or_else(|| authority_host.clone()) {
+        outbound_headers.insert(&headers::X_FORWARDED_HOST, host);
     }
-    if let Some(host) = &host_value {
-        outbound_headers.insert(&headers::X_FORWARDED_HOST, host.clone());
-        outbound_headers.insert(header::HOST, host.clone());
+    if let Some(host) = authority_host {
+        outbound_headers.insert(header::HOST, host);
     }
     outbound_headers.insert(&headers::X_REQUEST_ID, request_id.clone());
     headers::append_via(&mut outbound_headers);
 
     let outbound = Outbound {
         method: parts.method,
-        path_and_query: match query {
-            Some(query) => format!("{path}?{query}"),
-            None => path,
-        },
+        path_and_query,
         headers: outbound_headers,
     };
     let body: ProxyBody = if has_body {
@@ -216,7 +232,7 @@ async fn route_and_dispatch(
 /// Everything of the outbound request but its body and upstream.
 pub(crate) struct Outbound {
     pub(crate) method: Method,
-    pub(crate) path_and_query: String,
+    pub(crate) path_and_query: PathAndQuery,
     pub(crate) headers: http::HeaderMap,
 }
 
@@ -226,7 +242,7 @@ impl Outbound {
         let uri = Uri::builder()
             .scheme(base.scheme.clone())
             .authority(base.authority.clone())
-            .path_and_query(self.path_and_query.as_str())
+            .path_and_query(self.path_and_query.clone())
             .build()
             .ok()?;
         let mut request = Request::new(body);
@@ -410,8 +426,9 @@ fn is_idempotent(method: &Method) -> bool {
     )
 }
 
-/// Rejects requests the gateway must not forward: oversized header blocks and ambiguous
-/// framing (both `Content-Length` and `Transfer-Encoding`: a request-smuggling vector).
+/// Rejects requests the gateway must not forward: oversized header blocks, ambiguous framing
+/// (both `Content-Length` and `Transfer-Encoding`: a request-smuggling vector) and more than
+/// one `Host`.
 fn check_request(request: &Request<Incoming>) -> Result<(), GatewayError> {
     let headers = request.headers();
     if headers::header_bytes(headers) > MAX_HEADER_BYTES {
@@ -429,6 +446,13 @@ fn check_request(request: &Request<Incoming>) -> Result<(), GatewayError> {
     if headers.get_all(header::CONTENT_LENGTH).iter().count() > 1 {
         return Err(GatewayError::MalformedRequest {
             reason: "more than one Content-Length",
+        });
+    }
+    // RFC 9112 §3.2: which host is meant would be ambiguous (and the routing host and the
+    // upstream's could differ).
+    if headers.get_all(header::HOST).iter().nth(1).is_some() {
+        return Err(GatewayError::MalformedRequest {
+            reason: "more than one Host",
         });
     }
     Ok(())

@@ -18,7 +18,9 @@ pub struct RuntimeTable {
     pub config: Arc<Config>,
     /// Increases by one with every publish.
     pub generation: u64,
-    domains: HashMap<String, Arc<DomainTable>>,
+    /// Looked up on every request: a fast hasher (host names are not attacker-chosen keys
+    /// here; the set is fixed by the config).
+    domains: HashMap<String, Arc<DomainTable>, foldhash::fast::RandomState>,
     wildcard: Option<Arc<DomainTable>>,
     /// Every domain in configuration order, for listings.
     ordered: Vec<Arc<DomainTable>>,
@@ -74,7 +76,7 @@ impl RuntimeTable {
     /// Builds a table: for each domain, the endpoints of every `serving` upstream grouped by
     /// equivalent template and method.
     pub fn build(config: Arc<Config>, generation: u64, inputs: Vec<DomainInput<'_>>) -> Self {
-        let mut domains = HashMap::new();
+        let mut domains = HashMap::default();
         let mut wildcard = None;
         let mut ordered = Vec::new();
         for input in inputs {
