@@ -162,13 +162,25 @@ pub fn append_via(headers: &mut HeaderMap) {
 
 /// The request id to use: the client's `X-Request-Id` when it is a sane token (1–200
 /// visible ASCII characters), otherwise a fresh random 128-bit hex id.
+///
+/// Marked sensitive, which HTTP/2 encodes as "never indexed": an id is unique per request,
+/// so adding it to a connection's HPACK table only costs CPU and evicts entries (`date`,
+/// `server`, `content-type`, …) that the next response would have reused.
 pub fn request_id(headers: &HeaderMap) -> HeaderValue {
-    if let Some(value) = headers.get(&X_REQUEST_ID) {
-        let bytes = value.as_bytes();
-        if !bytes.is_empty() && bytes.len() <= 200 && bytes.iter().all(|b| b.is_ascii_graphic()) {
-            return value.clone();
-        }
-    }
+    let mut id = client_request_id(headers).unwrap_or_else(fresh_request_id);
+    id.set_sensitive(true);
+    id
+}
+
+fn client_request_id(headers: &HeaderMap) -> Option<HeaderValue> {
+    let value = headers.get(&X_REQUEST_ID)?;
+    let bytes = value.as_bytes();
+    let sane =
+        !bytes.is_empty() && bytes.len() <= 200 && bytes.iter().all(|b| b.is_ascii_graphic());
+    sane.then(|| value.clone())
+}
+
+fn fresh_request_id() -> HeaderValue {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut id = [0u8; 32];
     for (half, word) in [fastrand::u64(..), fastrand::u64(..)]
@@ -339,6 +351,10 @@ mod tests {
         let generated = request_id(&headers(&[("x-request-id", "has space")]));
         assert_eq!(generated.len(), 32);
         assert!(generated.as_bytes().iter().all(u8::is_ascii_hexdigit));
+        assert!(
+            kept.is_sensitive() && generated.is_sensitive(),
+            "never HPACK-indexed"
+        );
         assert_ne!(request_id(&HeaderMap::new()), request_id(&HeaderMap::new()));
     }
 
