@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use buckler_route::{negotiate, NegotiationError, RouteMatch, Selection};
-use buckler_upstream::{empty_body, BoxError, ProxyBody, UpstreamError};
+use buckler_upstream::{empty_body, BoxError, ProxyBody, UpstreamBody, UpstreamError};
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::uri::PathAndQuery;
@@ -504,7 +504,7 @@ fn options_response(allow: &str) -> Response<ProxyBody> {
 /// An upstream response body that keeps the upstream's in-flight count up until it is
 /// finished or dropped.
 struct GuardedBody {
-    inner: Incoming,
+    inner: UpstreamBody,
     _guard: InFlightGuard,
 }
 

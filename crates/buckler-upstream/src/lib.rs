@@ -1,4 +1,5 @@
-//! Calls out to upstreams: one pooled HTTP/1.1 + HTTP/2 client (plain and TLS) shared by every
+//! Calls out to upstreams: one pooled client (Buckler's own HTTP/1.1 pool for plain HTTP,
+//! hyper-util's for TLS with HTTP/1.1 or HTTP/2) shared by every
 //! HTTP upstream, fetching of their API documents with a deadline and a size cap, and Lambda
 //! invocation through `aws-sdk-lambda` with the JSON envelope.
 //! This is the only crate that opens outbound connections.
@@ -6,11 +7,13 @@
 mod body;
 mod client;
 mod fetch;
+mod http1_pool;
 mod lambda;
 
 pub use body::{empty_body, full_body, BoxError, ProxyBody};
-pub use client::{HttpUpstreamClient, UpstreamError};
+pub use client::{HttpUpstreamClient, UpstreamBody, UpstreamError};
 pub use fetch::{FetchError, Fetched};
+pub use http1_pool::PooledBody;
 pub use lambda::{
     with_timeout, EnvelopeError, InvokeFailure, LambdaInvoker, LambdaTarget, RequestEnvelope,
     ResponseEnvelope, MAX_PAYLOAD_BYTES,
