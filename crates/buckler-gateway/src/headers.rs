@@ -194,14 +194,6 @@ fn fresh_request_id() -> HeaderValue {
     HeaderValue::from_bytes(&id).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
-/// Total size of the header block as a client sent it: names, values and `": "`/CRLF framing.
-pub fn header_bytes(headers: &HeaderMap) -> usize {
-    headers
-        .iter()
-        .map(|(name, value)| name.as_str().len() + value.len() + 4)
-        .sum()
-}
-
 /// Strips a configured extension from the LAST path segment (`/a/b.json` → `/a/b` when
 /// `json` is listed; `""` in the list strips a bare trailing dot). Extensions compare
 /// case-insensitively; dots in earlier segments and the query are untouched. Returns `None`
