@@ -193,9 +193,7 @@ fn classify(error: hyper_util::client::legacy::Error) -> UpstreamError {
         let mut found = false;
         while let Some(cause) = current {
             if let Some(hyper_error) = cause.downcast_ref::<hyper::Error>() {
-                if hyper_error.is_user() && !hyper_error.is_canceled() {
-                    found = std::error::Error::source(hyper_error).is_some();
-                }
+                found = is_request_body_failure(hyper_error);
             }
             current = cause.source();
         }
@@ -206,4 +204,11 @@ fn classify(error: hyper_util::client::legacy::Error) -> UpstreamError {
     } else {
         UpstreamError::Reset(Box::new(error))
     }
+}
+
+/// Whether hyper failed because the request body did (the client went away, or it passed the
+/// size limit): a "user" error carrying the body's own error as its source. Both upstream
+/// pools sort their errors by this.
+pub(crate) fn is_request_body_failure(error: &hyper::Error) -> bool {
+    error.is_user() && !error.is_canceled() && std::error::Error::source(error).is_some()
 }

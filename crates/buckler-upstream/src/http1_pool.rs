@@ -28,7 +28,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use crate::body::ProxyBody;
-use crate::client::UpstreamError;
+use crate::client::{is_request_body_failure, UpstreamError};
 
 /// Where and how long idle connections are kept.
 #[derive(Debug, Clone, Copy)]
@@ -355,9 +355,7 @@ fn to_origin_form(request: &mut Request<ProxyBody>, authority: &Authority) {
 
 /// Sorts a hyper error from a pooled connection the way [`UpstreamError`] does.
 fn classify(error: hyper::Error) -> UpstreamError {
-    // A request body that failed (the client went away, or it passed the size limit) is a
-    // "user" error carrying the body's own error as its source.
-    if error.is_user() && !error.is_canceled() && std::error::Error::source(&error).is_some() {
+    if is_request_body_failure(&error) {
         UpstreamError::RequestBody(Box::new(error))
     } else {
         UpstreamError::Reset(Box::new(error))
@@ -467,11 +465,14 @@ mod tests {
             .unwrap()
     }
 
-    async fn get_text(pool: &Arc<Http1Pool>, authority: &Authority) -> String {
-        let response = pool
-            .send(authority, request("GET", authority))
+    async fn get(pool: &Arc<Http1Pool>, authority: &Authority) -> Response<PooledBody> {
+        pool.send(authority, request("GET", authority))
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    async fn get_text(pool: &Arc<Http1Pool>, authority: &Authority) -> String {
+        let response = get(pool, authority).await;
         let body = response.into_body().collect().await.unwrap().to_bytes();
         String::from_utf8(body.to_vec()).unwrap()
     }
@@ -542,10 +543,7 @@ mod tests {
         let (authority, accepted) = upstream(NO_CONTENT, After::KeepOpen).await;
         let pool = pool();
         for _ in 0..3 {
-            let response = pool
-                .send(&authority, request("GET", &authority))
-                .await
-                .unwrap();
+            let response = get(&pool, &authority).await;
             assert_eq!(response.status(), 204);
             assert_eq!(pool.idle_count(), 1, "released before the body is polled");
             drop(response);
@@ -559,19 +557,13 @@ mod tests {
         const SHORT: &str = "HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhello";
         let (authority, accepted) = upstream(SHORT, After::KeepOpen).await;
         let pool = pool();
-        let response = pool
-            .send(&authority, request("GET", &authority))
-            .await
-            .unwrap();
+        let response = get(&pool, &authority).await;
         let mut body = response.into_body();
         let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
         assert_eq!(&first[..], b"hello");
         drop(body);
         assert_eq!(pool.idle_count(), 0);
-        let _ = pool
-            .send(&authority, request("GET", &authority))
-            .await
-            .unwrap();
+        let _ = get(&pool, &authority).await;
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
 
@@ -593,11 +585,7 @@ mod tests {
         // Six responses held at once need six connections; only four stay idle afterwards.
         let mut held = Vec::new();
         for _ in 0..6 {
-            held.push(
-                pool.send(&authority, request("GET", &authority))
-                    .await
-                    .unwrap(),
-            );
+            held.push(get(&pool, &authority).await);
         }
         for response in held {
             response.into_body().collect().await.unwrap();

@@ -691,6 +691,7 @@ enum WriteStrategy {
 /// per thread however many connections idle.
 mod spare {
     use std::cell::RefCell;
+    use std::thread::LocalKey;
 
     use bytes::BytesMut;
 
@@ -707,35 +708,36 @@ mod spare {
 
     pub(super) fn put_read(mut buf: BytesMut) {
         buf.clear();
-        if buf.capacity() <= LARGEST {
-            // `try_with`: a thread being torn down just frees the buffer.
-            let _ = READ.try_with(|spares| keep(&mut spares.borrow_mut(), buf));
-        }
+        let capacity = buf.capacity();
+        put(&READ, buf, capacity);
     }
 
     pub(super) fn take_read() -> Option<BytesMut> {
-        READ.try_with(|spares| spares.borrow_mut().pop())
-            .ok()
-            .flatten()
+        take(&READ)
     }
 
     pub(super) fn put_write(mut buf: Vec<u8>) {
         buf.clear();
-        if buf.capacity() <= LARGEST {
-            let _ = WRITE.try_with(|spares| keep(&mut spares.borrow_mut(), buf));
-        }
+        let capacity = buf.capacity();
+        put(&WRITE, buf, capacity);
     }
 
     pub(super) fn take_write() -> Option<Vec<u8>> {
-        WRITE.try_with(|spares| spares.borrow_mut().pop())
-            .ok()
-            .flatten()
+        take(&WRITE)
     }
 
-    fn keep<T>(spares: &mut Vec<T>, buf: T) {
-        if spares.len() < KEPT {
-            spares.push(buf);
-        }
+    fn put<T: 'static>(spares: &'static LocalKey<RefCell<Vec<T>>>, buf: T, capacity: usize) {
+        // `try_with`: a thread being torn down just frees the buffer.
+        let _ = spares.try_with(|spares| {
+            let mut spares = spares.borrow_mut();
+            if capacity <= LARGEST && spares.len() < KEPT {
+                spares.push(buf);
+            }
+        });
+    }
+
+    fn take<T: 'static>(spares: &'static LocalKey<RefCell<Vec<T>>>) -> Option<T> {
+        spares.try_with(|spares| spares.borrow_mut().pop()).ok().flatten()
     }
 }
 
