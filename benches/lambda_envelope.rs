@@ -4,7 +4,7 @@
 /// The allocator the `buckler` binary ships with, so allocation-heavy paths cost here what
 /// they cost in production.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: buckler_alloc::Allocator = buckler_alloc::Allocator;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;

@@ -3,7 +3,7 @@
 /// The allocator the `buckler` binary ships with, so allocation-heavy paths cost here what
 /// they cost in production.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: buckler_alloc::Allocator = buckler_alloc::Allocator;
 
 use buckler_balance::WeightedPicker;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};

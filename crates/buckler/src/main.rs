@@ -8,8 +8,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 /// mimalloc: the request path allocates many small, short-lived objects (header maps, futures);
 /// glibc malloc spent ~8 % of the proxy's CPU on them in the load comparison's profile.
+/// `buckler-alloc` says why it is not the `mimalloc` crate's allocator.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: buckler_alloc::Allocator = buckler_alloc::Allocator;
 
 /// Buckler: a weighted load-balancing API gateway.
 #[derive(Debug, Parser)]
