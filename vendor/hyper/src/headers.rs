@@ -80,6 +80,16 @@ pub(super) fn content_length_parse_all_values(values: ValueIter<'_, HeaderValue>
 
     let mut content_length: Option<u64> = None;
     for h in values {
+        // Buckler patch: a value of digits alone (nearly every one) is read directly, without
+        // the UTF-8 check, the split on commas and the trim; the result is the same.
+        if let Some(n) = from_digits(h.as_bytes()) {
+            if content_length.is_none() {
+                content_length = Some(n);
+            } else if content_length != Some(n) {
+                return None;
+            }
+            continue;
+        }
         if let Ok(line) = h.to_str() {
             for v in line.split(',') {
                 let n = from_digits(v.trim().as_bytes())?;
@@ -192,6 +202,36 @@ mod tests {
     use super::te_is_trailers;
     use http::header::{HeaderValue, TE};
     use http::HeaderMap;
+
+    // Buckler patch: digits alone take a shorter path to the same answers.
+    #[cfg(feature = "client")]
+    #[test]
+    fn content_length_parse_all_reads_digits_and_lists_alike() {
+        use super::content_length_parse_all;
+        use http::header::CONTENT_LENGTH;
+
+        fn parse(values: &[&'static str]) -> Option<u64> {
+            let mut headers = HeaderMap::new();
+            for value in values {
+                headers.append(CONTENT_LENGTH, HeaderValue::from_static(value));
+            }
+            content_length_parse_all(&headers)
+        }
+        assert_eq!(parse(&["17"]), Some(17));
+        assert_eq!(parse(&["0"]), Some(0));
+        assert_eq!(parse(&["18446744073709551615"]), Some(u64::MAX));
+        assert_eq!(parse(&["18446744073709551616"]), None, "overflow");
+        assert_eq!(parse(&["17", "17"]), Some(17));
+        assert_eq!(parse(&["17", "18"]), None);
+        assert_eq!(parse(&["17, 17"]), Some(17));
+        assert_eq!(parse(&["17", "17,17"]), Some(17));
+        assert_eq!(parse(&[" 17 "]), Some(17));
+        assert_eq!(parse(&["17,18"]), None);
+        assert_eq!(parse(&["+17"]), None);
+        assert_eq!(parse(&["1 7"]), None);
+        assert_eq!(parse(&[""]), None);
+        assert_eq!(parse(&[]), None);
+    }
 
     #[test]
     fn te_is_trailers_accepts_comma_separated_values() {

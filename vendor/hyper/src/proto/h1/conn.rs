@@ -285,10 +285,13 @@ where
             }
         };
 
+        // Buckler patch: the timer is kept, not dropped, and reset for the next head. Dropping
+        // it freed a boxed sleep and took it out of the timer wheel on every request; a reset
+        // only moves its deadline. Should the old deadline pass meanwhile, the connection's
+        // task is woken once and finds the timer not running.
         #[cfg(feature = "server")]
         {
             self.state.h1_header_read_timeout_running = false;
-            self.state.h1_header_read_timeout_fut = None;
         }
 
         // Note: don't deconstruct `msg` into local variables, it appears

@@ -811,6 +811,82 @@ mod tests {
         });
     }
 
+    /// Buckler patch: the server's header read timer is kept between requests and reset for
+    /// each head; a reset that failed to move its deadline would time out a later request.
+    #[cfg(not(miri))]
+    #[tokio::test]
+    async fn header_read_timer_restarts_for_every_request() {
+        use crate::rt::{Sleep, Timer};
+        use std::convert::Infallible;
+        use std::time::Instant;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        struct TestSleep(Pin<Box<tokio::time::Sleep>>);
+        impl Future for TestSleep {
+            type Output = ();
+            fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+                self.0.as_mut().poll(cx)
+            }
+        }
+        impl Sleep for TestSleep {}
+        struct TestTimer;
+        impl Timer for TestTimer {
+            fn sleep(&self, duration: Duration) -> Pin<Box<dyn Sleep>> {
+                Box::pin(TestSleep(Box::pin(tokio::time::sleep(duration))))
+            }
+            fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn Sleep>> {
+                Box::pin(TestSleep(Box::pin(tokio::time::sleep_until(deadline.into()))))
+            }
+            fn reset(&self, sleep: &mut Pin<Box<dyn Sleep>>, new_deadline: Instant) {
+                if let Some(sleep) = sleep.as_mut().downcast_mut_pin::<TestSleep>() {
+                    sleep.get_mut().0.as_mut().reset(new_deadline.into());
+                }
+            }
+        }
+
+        async fn read_head(client: &mut tokio::io::DuplexStream) -> Vec<u8> {
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                if client.read(&mut byte).await.expect("read") == 0 {
+                    break;
+                }
+                head.push(byte[0]);
+            }
+            head
+        }
+
+        const TIMEOUT: Duration = Duration::from_millis(200);
+        let (mut client, server) = tokio::io::duplex(4096);
+        let service = crate::service::service_fn(|_req| async {
+            Ok::<_, Infallible>(crate::Response::new(http_body_util::Empty::<bytes::Bytes>::new()))
+        });
+        let connection = crate::server::conn::http1::Builder::new()
+            .timer(TestTimer)
+            .header_read_timeout(TIMEOUT)
+            .serve_connection(Compat::new(server), service);
+        let served = tokio::spawn(connection);
+
+        // Five requests 120 ms apart: 600 ms in all, each head well within the timeout.
+        for _ in 0..5 {
+            client
+                .write_all(b"GET / HTTP/1.1\r\nhost: test\r\n\r\n")
+                .await
+                .expect("write");
+            let head = read_head(&mut client).await;
+            assert!(head.starts_with(b"HTTP/1.1 200 OK\r\n"), "{head:?}");
+            tokio::time::sleep(Duration::from_millis(120)).await;
+        }
+
+        // A head that never ends is still cut off once the timeout passes.
+        client.write_all(b"GET / HTTP/1.1\r\n").await.expect("write");
+        let result = tokio::time::timeout(Duration::from_secs(5), served)
+            .await
+            .expect("the connection ends")
+            .expect("no panic");
+        assert!(result.expect_err("header timeout").is_timeout());
+    }
+
     #[cfg(not(miri))]
     #[tokio::test]
     async fn client_flushing_is_not_ready_for_next_request() {

@@ -17,6 +17,10 @@ pub(crate) const INIT_BUFFER_SIZE: usize = 8192;
 /// The minimum value that can be set to max buffer size.
 pub(crate) const MINIMUM_MAX_BUFFER_SIZE: usize = INIT_BUFFER_SIZE;
 
+/// Buckler patch: the least free space a read goes into before the read buffer is grown (see
+/// `poll_read_from_io`); a small request or response head fits many times.
+const READ_SPACE_FLOOR: usize = 2048;
+
 /// The default maximum read buffer size. If the buffer gets this big and
 /// a message is still not complete, a `TooLarge` error is triggered.
 // Note: if this changes, update server::conn::Http::max_buf_size docs.
@@ -244,7 +248,17 @@ where
                 self.read_buf = buf;
             }
         }
-        if self.read_buf_remaining_mut() < next {
+        // Buckler patch: with the adaptive strategy at its initial size, read into the space the
+        // buffer has left while that is at least `READ_SPACE_FLOOR`. Asking `reserve` for a whole
+        // `next` every time reallocated the buffer on nearly every request: the message just
+        // parsed still borrows the front of it, so it cannot be reclaimed in place.
+        let wanted = match self.read_buf_strategy {
+            ReadStrategy::Adaptive { .. } if next <= INIT_BUFFER_SIZE => {
+                cmp::min(next, READ_SPACE_FLOOR)
+            }
+            _ => next,
+        };
+        if self.read_buf_remaining_mut() < wanted {
             self.read_buf.reserve(next);
         }
 
@@ -954,6 +968,48 @@ mod tests {
         assert_eq!(buffered.write_buf.queue.bufs_cnt(), 0);
     }
     */
+
+    // Buckler patch: a read goes into the space the buffer has left, while there is enough.
+    #[cfg(not(miri))]
+    #[tokio::test]
+    async fn reads_into_the_space_left_while_a_parsed_head_borrows_the_buffer() {
+        let mock = Mock::new()
+            .read(b"GET /a HTTP/1.1\r\n\r\n")
+            .read(b"GET /b HTTP/1.1\r\n\r\n")
+            .build();
+        let mut buffered = Buffered::<_, Cursor<Vec<u8>>>::new(Compat::new(mock));
+        futures_util::future::poll_fn(|cx| buffered.poll_read_from_io(cx))
+            .await
+            .expect("read");
+        let start = buffered.read_buf.as_ptr();
+        // The parsed head keeps the front of the buffer, as a request in flight does.
+        let first = buffered.read_buf.split().freeze();
+        futures_util::future::poll_fn(|cx| buffered.poll_read_from_io(cx))
+            .await
+            .expect("read");
+        assert_eq!(&buffered.read_buf[..], b"GET /b HTTP/1.1\r\n\r\n");
+        assert_eq!(
+            buffered.read_buf.as_ptr(),
+            start.wrapping_add(first.len()),
+            "the second head was read behind the first, not into a new buffer"
+        );
+
+        // With less than `READ_SPACE_FLOOR` left, the buffer grows as before.
+        let mut nearly_full = BytesMut::with_capacity(INIT_BUFFER_SIZE);
+        nearly_full.extend_from_slice(&[b'x'; INIT_BUFFER_SIZE - 100]);
+        let held = nearly_full.split().freeze();
+        buffered.read_buf = nearly_full;
+        let mock_ptr = held.as_ptr();
+        buffered.io = Compat::new(Mock::new().read(b"GET /c HTTP/1.1\r\n\r\n").build());
+        futures_util::future::poll_fn(|cx| buffered.poll_read_from_io(cx))
+            .await
+            .expect("read");
+        assert_eq!(&buffered.read_buf[..], b"GET /c HTTP/1.1\r\n\r\n");
+        assert!(buffered.read_buf.capacity() >= INIT_BUFFER_SIZE);
+        assert_ne!(buffered.read_buf.as_ptr(), mock_ptr.wrapping_add(held.len()));
+        drop((first, held));
+    }
+
 
     // Buckler patch: an idle connection's buffers are freed, a busy one's are kept.
     #[cfg(not(miri))]
