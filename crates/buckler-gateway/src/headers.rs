@@ -35,35 +35,50 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 /// Removes hop-by-hop headers, including every header named in `Connection`.
 /// `Transfer-Encoding` is removed too: the outgoing connection frames the body itself.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    // One pass over the names present instead of a hashed removal per hop-by-hop name: most
-    // messages carry none of them, and this runs twice per proxied request.
-    let mut doomed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| **name == header::TRANSFER_ENCODING || HOP_BY_HOP.contains(name))
-        .cloned()
-        .collect();
-    if doomed.is_empty() {
-        return;
+    // One pass over the headers present instead of a hashed removal per hop-by-hop name: most
+    // messages carry none of them but `Connection: keep-alive`, and this runs twice per request.
+    let mut doomed: Vec<HeaderName> = Vec::new();
+    let mut options_to_match = false;
+    for (name, value) in headers.iter() {
+        if *name == header::CONNECTION {
+            options_to_match |= has_options_besides_keep_alive(value);
+        }
+        // A name's values come one after another, so comparing with the last one dedups.
+        if (*name == header::TRANSFER_ENCODING || HOP_BY_HOP.contains(name))
+            && doomed.last() != Some(name)
+        {
+            doomed.push(name.clone());
+        }
     }
-    let listed: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .filter_map(|option| {
-            // Only options naming a header that is present matter (`close` and `keep-alive`
-            // usually name none); matched against the names present, so nothing is parsed.
-            let option = option.trim();
-            headers
-                .keys()
-                .find(|name| name.as_str().eq_ignore_ascii_case(option))
-                .cloned()
-        })
-        .collect();
-    doomed.extend(listed);
+    if options_to_match {
+        // Only options naming a header that is present matter; matched against the names
+        // present, so nothing is parsed.
+        for value in headers.get_all(header::CONNECTION) {
+            let Ok(value) = value.to_str() else { continue };
+            for option in value.split(',').map(str::trim) {
+                let named = headers
+                    .keys()
+                    .find(|name| name.as_str().eq_ignore_ascii_case(option));
+                if let Some(name) = named {
+                    if !doomed.contains(name) {
+                        doomed.push(name.clone());
+                    }
+                }
+            }
+        }
+    }
     for name in doomed {
         headers.remove(name);
     }
+}
+
+/// Whether a `Connection` value lists anything but `keep-alive`, which names a header removed
+/// as hop-by-hop anyway.
+fn has_options_besides_keep_alive(value: &HeaderValue) -> bool {
+    value
+        .as_bytes()
+        .split(|&b| b == b',')
+        .any(|option| !option.trim_ascii().eq_ignore_ascii_case(b"keep-alive"))
 }
 
 /// The client address as Shield computed it: the list is the peer address followed by the
@@ -316,6 +331,35 @@ mod tests {
             ("transfer-encoding", "chunked"),
             ("upgrade", "websocket"),
             ("proxy-authorization", "Basic x"),
+            ("x-kept", "yes"),
+        ]);
+        remove_hop_by_hop(&mut map);
+        let names: Vec<&str> = map.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, vec!["x-kept"]);
+    }
+
+    #[test]
+    fn connection_options_are_matched_in_every_value_and_any_case() {
+        // `keep-alive` alone: only the hop-by-hop headers go.
+        let mut map = headers(&[
+            ("connection", "Keep-Alive"),
+            ("keep-alive", "timeout=5"),
+            ("x-kept", "yes"),
+        ]);
+        remove_hop_by_hop(&mut map);
+        let names: Vec<&str> = map.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, vec!["x-kept"]);
+
+        // Options in a second `Connection` line, in other case, next to repeated hop-by-hop
+        // values; `close` names a header too when one has that name.
+        let mut map = headers(&[
+            ("connection", "keep-alive"),
+            ("connection", " X-Secret ,close"),
+            ("x-secret", "1"),
+            ("x-secret", "2"),
+            ("close", "odd but named"),
+            ("te", "trailers"),
+            ("te", "gzip"),
             ("x-kept", "yes"),
         ]);
         remove_hop_by_hop(&mut map);
