@@ -520,7 +520,11 @@ mod tests {
         assert_eq!(get_text(&pool, &lower).await, "hello");
         assert_eq!(get_text(&pool, &upper).await, "hello");
         assert_eq!(pool.idle_count(), 1);
-        assert_eq!(accepted.load(Ordering::SeqCst), 1, "one connection for both spellings");
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "one connection for both spellings"
+        );
     }
 
     #[tokio::test]
