@@ -999,14 +999,14 @@ mod tests {
         nearly_full.extend_from_slice(&[b'x'; INIT_BUFFER_SIZE - 100]);
         let held = nearly_full.split().freeze();
         buffered.read_buf = nearly_full;
-        let mock_ptr = held.as_ptr();
+        let held_ptr = held.as_ptr();
         buffered.io = Compat::new(Mock::new().read(b"GET /c HTTP/1.1\r\n\r\n").build());
         futures_util::future::poll_fn(|cx| buffered.poll_read_from_io(cx))
             .await
             .expect("read");
         assert_eq!(&buffered.read_buf[..], b"GET /c HTTP/1.1\r\n\r\n");
         assert!(buffered.read_buf.capacity() >= INIT_BUFFER_SIZE);
-        assert_ne!(buffered.read_buf.as_ptr(), mock_ptr.wrapping_add(held.len()));
+        assert_ne!(buffered.read_buf.as_ptr(), held_ptr.wrapping_add(held.len()));
         drop((first, held));
     }
 
