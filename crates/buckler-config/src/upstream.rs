@@ -1,6 +1,8 @@
 //! Upstream Service Objects: `{"serviceType", "serviceLocation", "weight"}` (camelCase keys, as
 //! Shield had them), validated exactly; a list with any bad entry is rejected whole.
 
+use std::collections::HashMap;
+
 use crate::errors::Ctx;
 use crate::json5::{Kind, Value};
 use crate::model::{
@@ -32,11 +34,14 @@ pub(crate) fn upstream_list(
 ) -> Option<Vec<UpstreamSpec>> {
     let items = ctx.array(value, path)?;
     let before = ctx.error_count();
-    let mut specs: Vec<(usize, UpstreamSpec)> = Vec::new();
+    let mut specs: Vec<UpstreamSpec> = Vec::new();
+    // Identity → index of its first appearance: a hash, not a scan, so a list of thousands
+    // validates in linear time.
+    let mut first_at: HashMap<String, usize> = HashMap::new();
     for (index, item) in items.iter().enumerate() {
         let item_path = format!("{path}[{index}]");
         if let Some(spec) = upstream(ctx, item, &item_path, defaults) {
-            if let Some((first, _)) = specs.iter().find(|(_, s)| s.identity() == spec.identity()) {
+            if let Some(&first) = first_at.get(spec.identity()) {
                 ctx.error_at(
                     item,
                     &item_path,
@@ -46,10 +51,11 @@ pub(crate) fn upstream_list(
                     ),
                 );
             }
-            specs.push((index, spec));
+            first_at.entry(spec.identity().to_owned()).or_insert(index);
+            specs.push(spec);
         }
     }
-    (ctx.error_count() == before).then(|| specs.into_iter().map(|(_, s)| s).collect())
+    (ctx.error_count() == before).then_some(specs)
 }
 
 fn upstream(
