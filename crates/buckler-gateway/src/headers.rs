@@ -231,8 +231,12 @@ pub fn strip_extension(path: &str, extensions: &[String]) -> Option<String> {
 /// The host a request is for: `Host` (HTTP/1.1) or the URI authority (HTTP/2), without port,
 /// lower-cased. IPv6 literals keep their brackets. Borrowed unless it had to be lower-cased.
 pub fn request_host<'a>(uri: &'a http::Uri, headers: &'a HeaderMap) -> Option<Cow<'a, str>> {
-    let raw = headers
-        .get(header::HOST)
+    host_of(uri, headers.get(header::HOST))
+}
+
+/// [`request_host`] with the `Host` header already looked up.
+pub fn host_of<'a>(uri: &'a http::Uri, host: Option<&'a HeaderValue>) -> Option<Cow<'a, str>> {
+    let raw = host
         .and_then(|value| value.to_str().ok())
         .or_else(|| uri.authority().map(|a| a.as_str()))?;
     let raw = raw.rfind('@').map_or(raw, |at| &raw[at + 1..]);

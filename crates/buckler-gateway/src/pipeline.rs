@@ -107,7 +107,9 @@ async fn route_and_dispatch(
         }
     }
 
-    let host = headers::request_host(request.uri(), request.headers());
+    // Looked up once: it picks the domain and is forwarded (or becomes `X-Forwarded-Host`).
+    let host_header = request.headers().get(header::HOST).cloned();
+    let host = headers::host_of(request.uri(), host_header.as_ref());
     let Some(domain) = table.domain_for(host.as_deref()).cloned() else {
         return Err((
             GatewayError::UnknownHost {
@@ -139,10 +141,15 @@ async fn route_and_dispatch(
     };
 
     let has_body = !request.body().is_end_stream();
-    let content_type = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
+    // Only a body has a media type to negotiate (and a length to check).
+    let content_type = if has_body {
+        request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+    } else {
+        None
+    };
     let accept = request
         .headers()
         .get(header::ACCEPT)
@@ -158,7 +165,7 @@ async fn route_and_dispatch(
     };
 
     let max_body = table.config.max_request_body;
-    if declared_length(&request).is_some_and(|length| length > max_body) {
+    if has_body && declared_length(&request).is_some_and(|length| length > max_body) {
         return Err(fail(GatewayError::BodyTooLarge { limit: max_body }));
     }
 
@@ -182,7 +189,6 @@ async fn route_and_dispatch(
         },
     }
     .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    let host_header = parts.headers.get(header::HOST).cloned();
     // HTTP/2 carries the host in the URI; the upstream (HTTP/1.1) needs a `Host` header.
     let authority_host = match host_header {
         Some(_) => None,

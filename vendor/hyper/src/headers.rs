@@ -32,14 +32,17 @@ pub(super) fn connection_any_close(headers: &http::HeaderMap) -> bool {
 
 #[cfg(feature = "http1")]
 fn connection_has(value: &HeaderValue, needle: &str) -> bool {
-    if let Ok(s) = value.to_str() {
-        for val in s.split(',') {
-            if val.trim().eq_ignore_ascii_case(needle) {
-                return true;
-            }
-        }
+    // Buckler patch: one pass over the bytes for the check `to_str` makes, one for the tokens,
+    // instead of `to_str`, `split` and a Unicode `trim` (every `Connection` header of every
+    // response went through them). Same answers: a value with a byte `to_str` refuses has no
+    // tokens, and the only whitespace left to trim is spaces and tabs.
+    let bytes = value.as_bytes();
+    if !bytes.iter().all(|&b| b == b'\t' || (32..127).contains(&b)) {
+        return false;
     }
-    false
+    bytes
+        .split(|&b| b == b',')
+        .any(|token| token.trim_ascii().eq_ignore_ascii_case(needle.as_bytes()))
 }
 
 #[cfg(feature = "http1")]
@@ -231,6 +234,30 @@ mod tests {
         assert_eq!(parse(&["1 7"]), None);
         assert_eq!(parse(&[""]), None);
         assert_eq!(parse(&[]), None);
+    }
+
+    // Buckler patch: `connection_has` works on bytes; the answers are those of the old
+    // `to_str`/`split`/`trim` version.
+    #[cfg(feature = "http1")]
+    #[test]
+    fn connection_tokens_are_matched_whole_and_case_blind() {
+        use super::{connection_close, connection_keep_alive};
+
+        let close = |value: &'static [u8]| connection_close(&HeaderValue::from_bytes(value).unwrap());
+        assert!(close(b"close"));
+        assert!(close(b"Close"));
+        assert!(close(b" \tCLOSE\t "));
+        assert!(close(b"keep-alive, close"));
+        assert!(close(b"upgrade,close,te"));
+        assert!(!close(b"closed"));
+        assert!(!close(b"clo se"));
+        assert!(!close(b""));
+        assert!(!close(b","));
+        assert!(!close(b"keep-alive"));
+        // `to_str` refuses obs-text, and then no token counts.
+        assert!(!close(b"close, \xe9"));
+        assert!(connection_keep_alive(&HeaderValue::from_static("Keep-Alive")));
+        assert!(!connection_keep_alive(&HeaderValue::from_static("keep-alive-ish")));
     }
 
     #[test]
