@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use std::net::IpAddr;
 
 use http::header::{self, Entry, HeaderMap, HeaderName, HeaderValue};
+use smallvec::SmallVec;
 
 /// `Client-Address`: computed by the gateway, stripped before forwarding.
 pub static CLIENT_ADDRESS: HeaderName = HeaderName::from_static("client-address");
@@ -37,7 +38,9 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     // One pass over the headers present instead of a hashed removal per hop-by-hop name: most
     // messages carry none of them but `Connection: keep-alive`, and this runs twice per request.
-    let mut doomed: Vec<HeaderName> = Vec::new();
+    // Inline: nearly every message dooms one name (`Connection`), and a heap vector for it was
+    // an allocation per response.
+    let mut doomed: SmallVec<[HeaderName; 4]> = SmallVec::new();
     let mut options_to_match = false;
     for (name, value) in headers.iter() {
         if *name == header::CONNECTION {

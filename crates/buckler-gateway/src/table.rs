@@ -30,7 +30,8 @@ pub struct RuntimeTable {
 #[derive(Debug)]
 pub struct DomainTable {
     pub settings: DomainConfig,
-    pub routes: RoutingTable<EndpointGroup>,
+    /// Each group behind an `Arc`, so a request on its way to an upstream can hold its own.
+    pub routes: RoutingTable<Arc<EndpointGroup>>,
     /// Every upstream of the domain, whatever its state, in configuration order.
     pub upstreams: Vec<Arc<UpstreamHandle>>,
     /// Responses the gateway made itself for this domain (404, 405, ...).
@@ -114,7 +115,7 @@ impl RuntimeTable {
     }
 }
 
-fn build_routes(upstreams: &[(Arc<UpstreamHandle>, f64)]) -> RoutingTable<EndpointGroup> {
+fn build_routes(upstreams: &[(Arc<UpstreamHandle>, f64)]) -> RoutingTable<Arc<EndpointGroup>> {
     // Every ramp step runs this over every endpoint of every upstream, so it borrows from the
     // docs instead of copying: the docs are held here for the whole build.
     let routable: Vec<(&Arc<UpstreamHandle>, f64, Arc<UpstreamDocs>)> = upstreams
@@ -159,9 +160,11 @@ fn build_routes(upstreams: &[(Arc<UpstreamHandle>, f64)]) -> RoutingTable<Endpoi
     let mut builder = RoutingTableBuilder::new();
     for (template, method, candidates) in groups {
         let weights: Vec<f64> = candidates.iter().map(|c| c.weight).collect();
-        builder.group_mut(template.clone(), method.clone(), || EndpointGroup {
-            picker: WeightedPicker::new(&weights, 0),
-            candidates,
+        builder.group_mut(template.clone(), method.clone(), || {
+            Arc::new(EndpointGroup {
+                picker: WeightedPicker::new(&weights, 0),
+                candidates,
+            })
         });
     }
     builder.build()
