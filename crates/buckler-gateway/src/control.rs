@@ -452,7 +452,7 @@ impl Control {
         let mut old: Vec<Option<Tracked>> = previous.into_iter().map(Some).collect();
         // The wanted ones first, in the configured order (the order of listings); identities
         // are unique in a validated list.
-        let mut upstreams = Vec::with_capacity(specs.len().max(old.len()));
+        let mut upstreams = Vec::with_capacity(specs.len() + old.len());
         for spec in specs {
             let identity = spec.identity().to_owned();
             let weight = f64::from(spec.weight);

@@ -111,24 +111,60 @@ struct Forward {
 }
 
 impl Forward {
+    /// Picks an upstream and sends; bodyless idempotent requests that fail before any response
+    /// byte are retried once on another upstream of the group.
     async fn dispatch(
         &mut self,
         control: &Control,
         started: Instant,
     ) -> Result<Response<ProxyBody>, Failure> {
-        let body = self.body.take().unwrap_or_else(empty_body);
-        dispatch(
-            control,
-            &self.domain,
-            &self.group,
-            &self.selection,
-            &self.outbound,
+        self.send(control, started)
+            .await
+            .map_err(|error| (error, Some(self.domain.clone())))
+    }
+
+    async fn send(
+        &mut self,
+        control: &Control,
+        started: Instant,
+    ) -> Result<Response<ProxyBody>, GatewayError> {
+        let Forward {
+            domain,
+            group,
+            selection,
+            outbound,
             body,
-            self.has_body,
-            started,
-        )
-        .await
-        .map_err(|error| (error, Some(self.domain.clone())))
+            has_body,
+        } = self;
+        let body = body.take().unwrap_or_else(empty_body);
+        let first = pick(group, selection, None).ok_or(GatewayError::NoHealthyUpstream)?;
+        let retryable = !*has_body && is_idempotent(&outbound.method);
+        match send_to(control, domain, group, first, outbound, body, started).await {
+            Err(SendFailure::BeforeResponse(error)) if retryable => {
+                match pick(group, selection, Some(first)) {
+                    Some(second) if second != first => {
+                        tracing::debug!(
+                            failed = group.candidates[first].upstream.identity(),
+                            retry = group.candidates[second].upstream.identity(),
+                            "retrying idempotent request on another upstream"
+                        );
+                        send_to(
+                            control,
+                            domain,
+                            group,
+                            second,
+                            outbound,
+                            empty_body(),
+                            started,
+                        )
+                        .await
+                        .map_err(SendFailure::into_error)
+                    }
+                    _ => Err(error),
+                }
+            }
+            other => other.map_err(SendFailure::into_error),
+        }
     }
 }
 
@@ -313,49 +349,6 @@ impl Outbound {
         *request.version_mut() = Version::HTTP_11;
         *request.headers_mut() = self.headers.clone();
         Some(request)
-    }
-}
-
-/// Picks an upstream and sends; bodyless idempotent requests that fail before any response
-/// byte are retried once on another upstream of the group.
-#[allow(clippy::too_many_arguments)]
-async fn dispatch(
-    control: &Control,
-    domain: &DomainTable,
-    group: &EndpointGroup,
-    selection: &Selection,
-    outbound: &Outbound,
-    body: ProxyBody,
-    has_body: bool,
-    started: Instant,
-) -> Result<Response<ProxyBody>, GatewayError> {
-    let first = pick(group, selection, None).ok_or(GatewayError::NoHealthyUpstream)?;
-    let retryable = !has_body && is_idempotent(&outbound.method);
-    match send_to(control, domain, group, first, outbound, body, started).await {
-        Err(SendFailure::BeforeResponse(error)) if retryable => {
-            match pick(group, selection, Some(first)) {
-                Some(second) if second != first => {
-                    tracing::debug!(
-                        failed = group.candidates[first].upstream.identity(),
-                        retry = group.candidates[second].upstream.identity(),
-                        "retrying idempotent request on another upstream"
-                    );
-                    send_to(
-                        control,
-                        domain,
-                        group,
-                        second,
-                        outbound,
-                        empty_body(),
-                        started,
-                    )
-                    .await
-                    .map_err(SendFailure::into_error)
-                }
-                _ => Err(error),
-            }
-        }
-        other => other.map_err(SendFailure::into_error),
     }
 }
 

@@ -243,7 +243,8 @@ mod tests {
     fn connection_tokens_are_matched_whole_and_case_blind() {
         use super::{connection_close, connection_keep_alive};
 
-        let close = |value: &'static [u8]| connection_close(&HeaderValue::from_bytes(value).unwrap());
+        let close =
+            |value: &'static [u8]| connection_close(&HeaderValue::from_bytes(value).unwrap());
         assert!(close(b"close"));
         assert!(close(b"Close"));
         assert!(close(b" \tCLOSE\t "));

@@ -1010,7 +1010,6 @@ mod tests {
         drop((first, held));
     }
 
-
     // Buckler patch: an idle connection's buffers are freed, a busy one's are kept.
     #[cfg(not(miri))]
     #[tokio::test]
