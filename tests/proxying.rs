@@ -23,6 +23,32 @@ async fn one_upstream(extra: &str) -> (FakeUpstream, TestGateway) {
     (upstream, gw)
 }
 
+/// The upstream always gets a `Host`: the client's, or the upstream's own authority when the
+/// request has none left — an HTTP/1.0 request without one, or a `Connection` header naming it
+/// (hop-by-hop, so removed).
+#[tokio::test]
+async fn a_request_without_host_reaches_the_upstream_with_its_authority() {
+    let (upstream, gw) = one_upstream("").await;
+    let authority = upstream.url().trim_start_matches("http://").to_owned();
+    for request in [
+        &b"GET /echo HTTP/1.0\r\n\r\n"[..],
+        b"GET /echo HTTP/1.1\r\nHost: api.example.org\r\nConnection: host, close\r\n\r\n",
+    ] {
+        let reply = raw_exchange(gw.addr, request).await;
+        assert!(reply.starts_with("HTTP/1."), "{reply}");
+        assert!(reply[..12].ends_with("200"), "{reply}");
+        let body = &reply[reply.find('{').expect("a JSON body")..=reply.rfind('}').unwrap()];
+        let echoed: serde_json::Value = serde_json::from_str(body).expect("echo JSON");
+        let host = echoed["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|pair| pair[0] == "host")
+            .and_then(|pair| pair[1].as_str());
+        assert_eq!(host, Some(authority.as_str()), "{reply}");
+    }
+}
+
 #[tokio::test]
 async fn request_and_response_header_rules() {
     let upstream = FakeUpstream::builder("one")

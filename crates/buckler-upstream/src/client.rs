@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
+use http::uri::Authority;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
@@ -158,6 +159,21 @@ impl HttpUpstreamClient {
         }
         let response = self.client.request(request).await.map_err(classify)?;
         Ok(response.map(UpstreamBody::Pooled))
+    }
+
+    /// Sends `request` to the plain-HTTP (`http://`) upstream at `authority`. The request is
+    /// already in origin form (its URI is the path and query) and carries `Host`: the gateway
+    /// builds it so, rather than an absolute URI that [`send`](Self::send) would take apart
+    /// again for HTTP/1.1 (~300 instructions per request).
+    pub async fn send_origin_form(
+        &self,
+        authority: &Authority,
+        request: Request<ProxyBody>,
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
+        debug_assert!(request.uri().authority().is_none());
+        debug_assert!(request.headers().contains_key(http::header::HOST));
+        let response = self.http1.send_origin_form(authority, request).await?;
+        Ok(response.map(UpstreamBody::Http1))
     }
 }
 

@@ -109,6 +109,15 @@ impl Http1Pool {
         mut request: Request<ProxyBody>,
     ) -> Result<Response<PooledBody>, UpstreamError> {
         to_origin_form(&mut request, authority);
+        self.send_origin_form(authority, request).await
+    }
+
+    /// [`send`](Self::send) for a request already in origin form with `Host` set.
+    pub(crate) async fn send_origin_form(
+        self: &Arc<Self>,
+        authority: &Authority,
+        mut request: Request<ProxyBody>,
+    ) -> Result<Response<PooledBody>, UpstreamError> {
         while let Some(conn) = self.checkout(authority) {
             match self.send_on(conn, authority, request).await {
                 Sent::Response(response) => return Ok(response),
