@@ -13,7 +13,7 @@ use buckler_route::{negotiate, NegotiationError, RouteMatch, Selection};
 use buckler_upstream::{empty_body, BoxError, ProxyBody, UpstreamBody, UpstreamError};
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
-use http::uri::{Authority, PathAndQuery, Scheme};
+use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Limited};
@@ -24,7 +24,7 @@ use crate::error::GatewayError;
 use crate::headers;
 use crate::local;
 use crate::table::{DomainTable, EndpointGroup};
-use crate::upstream::{HttpBase, InFlightGuard};
+use crate::upstream::InFlightGuard;
 
 /// Request headers larger than this are refused with 431.
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
@@ -335,37 +335,15 @@ pub(crate) struct Outbound {
 }
 
 impl Outbound {
-    /// For a plain-HTTP upstream (HTTP/1.1): the request line carries only the path and query,
-    /// and `Host` names the upstream when the request has none (an HTTP/1.0 client's, or one
-    /// whose `Connection` header named `Host`).
-    fn to_origin_form_request(&self, authority: &Authority, body: ProxyBody) -> Request<ProxyBody> {
+    /// The request for one attempt, in origin form (path and query): the upstream client adds
+    /// what its scheme needs (`Host` if missing, an absolute URI for `https`).
+    fn to_request(&self, body: ProxyBody) -> Request<ProxyBody> {
         let mut request = Request::new(body);
         *request.method_mut() = self.method.clone();
         *request.uri_mut() = Uri::from(self.path_and_query.clone());
         *request.version_mut() = Version::HTTP_11;
         *request.headers_mut() = self.headers.clone();
-        if !request.headers().contains_key(header::HOST) {
-            if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
-                request.headers_mut().insert(header::HOST, host);
-            }
-        }
         request
-    }
-
-    /// For an `https` upstream: an absolute URI, for hyper-util's client (TLS, ALPN).
-    fn to_absolute_request(&self, base: &HttpBase, body: ProxyBody) -> Option<Request<ProxyBody>> {
-        let uri = Uri::builder()
-            .scheme(base.scheme.clone())
-            .authority(base.authority.clone())
-            .path_and_query(self.path_and_query.clone())
-            .build()
-            .ok()?;
-        let mut request = Request::new(body);
-        *request.method_mut() = self.method.clone();
-        *request.uri_mut() = uri;
-        *request.version_mut() = Version::HTTP_11;
-        *request.headers_mut() = self.headers.clone();
-        Some(request)
     }
 }
 
@@ -410,18 +388,14 @@ async fn send_to(
         .http_base
         .as_ref()
         .ok_or(SendFailure::Other(GatewayError::NoHealthyUpstream))?;
-    let client = control.client();
+    let request = outbound.to_request(body);
     // Boxed: hyper's send future is large, and inline it would make every enclosing future
     // (up to the per-request `handle`) that large too, costing a memcpy at every move.
-    let send: Pin<Box<dyn Future<Output = _> + Send + '_>> = if base.scheme == Scheme::HTTP {
-        let request = outbound.to_origin_form_request(&base.authority, body);
-        Box::pin(client.send_origin_form(&base.authority, request))
-    } else {
-        let request = outbound
-            .to_absolute_request(base, body)
-            .ok_or(SendFailure::Other(GatewayError::NoHealthyUpstream))?;
-        Box::pin(client.send(request))
-    };
+    let send = Box::pin(
+        control
+            .client()
+            .send_to(&base.scheme, &base.authority, request),
+    );
     let guard = upstream.begin_request();
     let timeout = domain.settings.request_timeout;
     let result = tokio::time::timeout(timeout, send).await;

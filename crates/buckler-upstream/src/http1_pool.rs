@@ -108,16 +108,23 @@ impl Http1Pool {
         authority: &Authority,
         mut request: Request<ProxyBody>,
     ) -> Result<Response<PooledBody>, UpstreamError> {
-        to_origin_form(&mut request, authority);
+        let origin = request
+            .uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+        *request.uri_mut() = http::Uri::from(origin);
         self.send_origin_form(authority, request).await
     }
 
-    /// [`send`](Self::send) for a request already in origin form with `Host` set.
+    /// [`send`](Self::send) for a request already in origin form (its URI is the path and
+    /// query), as the gateway builds them.
     pub(crate) async fn send_origin_form(
         self: &Arc<Self>,
         authority: &Authority,
         mut request: Request<ProxyBody>,
     ) -> Result<Response<PooledBody>, UpstreamError> {
+        set_host_if_missing(&mut request, authority);
         while let Some(conn) = self.checkout(authority) {
             match self.send_on(conn, authority, request).await {
                 Sent::Response(response) => return Ok(response),
@@ -364,21 +371,15 @@ impl Drop for PooledBody {
     }
 }
 
-/// What hyper-util's client does before writing an HTTP/1.1 request: the request line carries
-/// only the path and query (absolute-form is for proxies), and `Host` names the upstream when
-/// the caller did not set it.
-fn to_origin_form(request: &mut Request<ProxyBody>, authority: &Authority) {
+/// What hyper-util's client does before writing an HTTP/1.1 request: `Host` names the
+/// upstream when the request has none (an HTTP/1.0 client's, or one whose `Connection` header
+/// named `Host`, removed as hop-by-hop).
+fn set_host_if_missing(request: &mut Request<ProxyBody>, authority: &Authority) {
     if !request.headers().contains_key(http::header::HOST) {
         if let Ok(host) = http::HeaderValue::from_str(authority.as_str()) {
             request.headers_mut().insert(http::header::HOST, host);
         }
     }
-    let origin = request
-        .uri()
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-    *request.uri_mut() = http::Uri::from(origin);
 }
 
 /// Sorts a hyper error from a pooled connection the way [`UpstreamError`] does.
