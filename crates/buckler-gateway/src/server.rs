@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use std::future::Future;
 use std::pin::Pin;
 
-use buckler_upstream::ProxyBody;
+use buckler_upstream::{ProxyBody, SendStream};
 use http::{Request, Response};
 use hyper::body::Incoming;
 
@@ -83,7 +83,7 @@ pub async fn serve(
             async move { Ok::<_, Infallible>(response.await) }
         });
         let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .serve_connection_with_upgrades(TokioIo::new(SendStream::new(stream)), service)
             .into_owned();
         // Boxed: an async block that owns a future and awaits it keeps room for it twice
         // (3.4 KiB instead of 1.7 KiB), for every idle keep-alive connection.

@@ -249,7 +249,7 @@ impl Http1Pool {
         let keepalive = socket2::TcpKeepalive::new().with_time(self.settings.tcp_keepalive);
         let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
         let (sender, driver) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
+            .handshake(TokioIo::new(crate::SendStream::new(stream)))
             .await
             .map_err(|error| UpstreamError::Connect(Box::new(error)))?;
         tokio::spawn(async move {
