@@ -172,8 +172,15 @@ impl Receiver {
             false
         };
         if let Some(item) = state.item.take() {
+            // Buckler patch: the sender is woken to send the next chunk, so only while it is
+            // there. A client connection reads a small response's body and drops its sender in
+            // one poll; waking it when the body was taken polled the whole connection once
+            // more per request, for nothing.
+            let sender_open = state.sender_open;
             drop(state);
-            self.shared.sender_waker.wake();
+            if sender_open {
+                self.shared.sender_waker.wake();
+            }
             return Poll::Ready(Some(item));
         }
         if let Some(err) = state.pending_error.take() {
@@ -248,6 +255,36 @@ mod tests {
 
     async fn recv(rx: &mut Receiver) -> Option<Result<Bytes, crate::Error>> {
         futures_util::future::poll_fn(|cx| rx.poll_next(cx)).await
+    }
+
+    /// Buckler patch: taking a chunk wakes an open sender (it may send the next one), not one
+    /// that is gone.
+    #[test]
+    fn taking_a_chunk_wakes_only_a_sender_still_there() {
+        struct Count(AtomicUsize);
+        impl Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let receiver = Waker::from(Arc::new(Count(AtomicUsize::new(0))));
+        for sender_stays in [true, false] {
+            let (mut tx, mut rx) = channel(false);
+            let count = Arc::new(Count(AtomicUsize::new(0)));
+            let waker = Waker::from(count.clone());
+            assert!(tx.poll_ready(&mut Context::from_waker(&waker)).is_ready());
+            tx.try_send_data(Bytes::from_static(b"chunk")).unwrap();
+            let kept = if sender_stays {
+                Some(tx)
+            } else {
+                drop(tx);
+                None
+            };
+            let got = rx.poll_next(&mut Context::from_waker(&receiver));
+            assert!(matches!(got, Poll::Ready(Some(Ok(_)))));
+            assert_eq!(count.0.load(Ordering::SeqCst), usize::from(sender_stays));
+            drop(kept);
+        }
     }
 
     #[tokio::test]
