@@ -42,6 +42,10 @@ pub struct Incoming {
 
 enum Kind {
     Empty,
+    // Buckler patch: a body that was whole in the read buffer with its head, handed over as
+    // it is instead of through a channel (`Dispatcher::poll_read_head`).
+    #[cfg(all(feature = "http1", any(feature = "client", feature = "server")))]
+    Buffered(Option<Bytes>),
     #[cfg(all(feature = "http1", any(feature = "client", feature = "server")))]
     Chan {
         content_length: DecodedLength,
@@ -95,6 +99,17 @@ impl Incoming {
 
     fn new(kind: Kind) -> Incoming {
         Incoming { kind }
+    }
+
+    /// Buckler patch: a body already read whole.
+    #[cfg(all(feature = "http1", any(feature = "client", feature = "server")))]
+    pub(crate) fn buffered(data: Bytes) -> Incoming {
+        Incoming::new(Kind::Buffered(Some(data)))
+    }
+
+    #[cfg(all(test, feature = "http1", any(feature = "client", feature = "server")))]
+    pub(crate) fn is_buffered(&self) -> bool {
+        matches!(self.kind, Kind::Buffered(_))
     }
 
     #[allow(dead_code)]
@@ -164,6 +179,8 @@ impl Body for Incoming {
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         match &mut self.kind {
             Kind::Empty => Poll::Ready(None),
+            #[cfg(all(feature = "http1", any(feature = "client", feature = "server")))]
+            Kind::Buffered(data) => Poll::Ready(data.take().map(|data| Ok(Frame::data(data)))),
             #[cfg(all(feature = "http1", any(feature = "client", feature = "server")))]
             Kind::Chan {
                 content_length: len,
@@ -235,6 +252,8 @@ impl Body for Incoming {
         match &self.kind {
             Kind::Empty => true,
             #[cfg(all(feature = "http1", any(feature = "client", feature = "server")))]
+            Kind::Buffered(data) => data.is_none(),
+            #[cfg(all(feature = "http1", any(feature = "client", feature = "server")))]
             Kind::Chan { content_length, .. } => *content_length == DecodedLength::ZERO,
             #[cfg(all(feature = "http2", any(feature = "client", feature = "server")))]
             Kind::H2 { recv: h2, .. } => h2.is_end_stream(),
@@ -256,12 +275,16 @@ impl Body for Incoming {
             }
         }
 
-        match self.kind {
+        match &self.kind {
             Kind::Empty => SizeHint::with_exact(0),
             #[cfg(all(feature = "http1", any(feature = "client", feature = "server")))]
-            Kind::Chan { content_length, .. } => opt_len(content_length),
+            Kind::Buffered(data) => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |data| data.len() as u64))
+            }
+            #[cfg(all(feature = "http1", any(feature = "client", feature = "server")))]
+            Kind::Chan { content_length, .. } => opt_len(*content_length),
             #[cfg(all(feature = "http2", any(feature = "client", feature = "server")))]
-            Kind::H2 { content_length, .. } => opt_len(content_length),
+            Kind::H2 { content_length, .. } => opt_len(*content_length),
             #[cfg(feature = "ffi")]
             Kind::Ffi(..) => SizeHint::default(),
         }
