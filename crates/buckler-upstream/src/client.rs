@@ -8,8 +8,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
-use http::uri::{Authority, Scheme};
-use http::{Request, Response};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -145,20 +145,25 @@ impl HttpUpstreamClient {
         HttpUpstreamClient { client, http1 }
     }
 
-    /// Sends `request` (absolute URI) and returns the response head with its streaming body.
+    /// Sends `request` (absolute URI) and returns the response head with its streaming body:
+    /// [`send_to`](Self::send_to) with the URI's scheme and authority.
     pub async fn send(
         &self,
-        request: Request<ProxyBody>,
+        mut request: Request<ProxyBody>,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
         let uri = request.uri();
-        if uri.scheme() == Some(&http::uri::Scheme::HTTP) {
-            if let Some(authority) = uri.authority().cloned() {
-                let response = self.http1.send(&authority, request).await?;
-                return Ok(response.map(UpstreamBody::Http1));
-            }
-        }
-        let response = self.client.request(request).await.map_err(classify)?;
-        Ok(response.map(UpstreamBody::Pooled))
+        let (Some(scheme), Some(authority)) = (uri.scheme().cloned(), uri.authority().cloned())
+        else {
+            // Not absolute: hyper-util's client refuses it with its own error.
+            let response = self.client.request(request).await.map_err(classify)?;
+            return Ok(response.map(UpstreamBody::Pooled));
+        };
+        let origin = uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        *request.uri_mut() = Uri::from(origin);
+        self.send_to(&scheme, &authority, request).await
     }
 
     /// Sends `request`, whose URI is only the path and query, to the upstream at
@@ -173,7 +178,7 @@ impl HttpUpstreamClient {
         mut request: Request<ProxyBody>,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
         if *scheme == Scheme::HTTP {
-            let response = self.http1.send_origin_form(authority, request).await?;
+            let response = self.http1.send(authority, request).await?;
             return Ok(response.map(UpstreamBody::Http1));
         }
         let mut parts = http::uri::Parts::default();

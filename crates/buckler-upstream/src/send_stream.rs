@@ -32,10 +32,6 @@ impl SendStream {
     pub fn new(stream: TcpStream) -> Self {
         SendStream(stream)
     }
-
-    pub fn get_ref(&self) -> &TcpStream {
-        &self.0
-    }
 }
 
 impl AsyncRead for SendStream {
