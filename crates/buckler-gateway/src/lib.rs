@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod names;
 mod pipeline;
 mod server;
+mod shutdown;
 mod spec;
 pub mod table;
 pub mod upstream;

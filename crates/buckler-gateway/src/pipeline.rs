@@ -176,7 +176,7 @@ fn route(
     request_id: &HeaderValue,
 ) -> Result<Routed, Failure> {
     check_request(&request).map_err(|e| (e, None))?;
-    let table = control.table();
+    let table = control.table_guard();
     let paths = &table.config.paths;
 
     // Local endpoints answer for every host and take precedence over upstream routes.
