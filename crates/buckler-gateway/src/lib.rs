@@ -18,6 +18,7 @@ mod local;
 pub mod metrics;
 pub mod names;
 mod pipeline;
+mod request_timer;
 mod server;
 mod shutdown;
 mod spec;

@@ -2,7 +2,7 @@
 //! checks → local endpoints → domain → route → negotiate → pick → dispatch.
 //! Every stage either hands the request on or answers with a [`GatewayError`].
 
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -23,6 +23,7 @@ use crate::control::Control;
 use crate::error::GatewayError;
 use crate::headers;
 use crate::local;
+use crate::request_timer::RequestTimer;
 use crate::table::{DomainTable, EndpointGroup};
 use crate::upstream::InFlightGuard;
 
@@ -148,6 +149,8 @@ impl Forward {
                             retry = group.candidates[second].upstream.identity(),
                             "retrying idempotent request on another upstream"
                         );
+                        // The retry's clock starts now: its upstream's latency and its own
+                        // timeout are the retry's, as they were the first attempt's.
                         send_to(
                             control,
                             domain,
@@ -155,7 +158,7 @@ impl Forward {
                             second,
                             outbound,
                             empty_body(),
-                            started,
+                            Instant::now(),
                         )
                         .await
                         .map_err(SendFailure::into_error)
@@ -368,7 +371,7 @@ async fn send_to(
     index: usize,
     outbound: &Outbound,
     body: ProxyBody,
-    started: Instant,
+    attempt_started: Instant,
 ) -> Result<Response<ProxyBody>, SendFailure> {
     let upstream = &group.candidates[index].upstream;
     if let Some(target) = &upstream.lambda_target {
@@ -381,7 +384,7 @@ async fn send_to(
             Ok(response) => response.status().as_u16(),
             Err(error) => error.status().as_u16(),
         };
-        upstream.stats.record(status, started.elapsed());
+        upstream.stats.record(status, attempt_started.elapsed());
         return result.map_err(SendFailure::Other);
     }
     let base = upstream
@@ -398,7 +401,15 @@ async fn send_to(
     );
     let guard = upstream.begin_request();
     let timeout = domain.settings.request_timeout;
-    let result = tokio::time::timeout(timeout, send).await;
+    // From the attempt's start, already read, rather than a clock read of its own.
+    let mut timer = RequestTimer::until(tokio::time::Instant::from_std(attempt_started + timeout));
+    let mut send = send;
+    let result = poll_fn(|cx| match send.as_mut().poll(cx) {
+        Poll::Ready(result) => Poll::Ready(Ok(result)),
+        Poll::Pending => timer.poll_elapsed(cx).map(Err),
+    })
+    .await;
+    drop(timer);
     let response = match result {
         Ok(Ok(response)) => response,
         Ok(Err(error)) => {
@@ -426,11 +437,11 @@ async fn send_to(
             );
             upstream
                 .stats
-                .record(failure_status(&failure), started.elapsed());
+                .record(failure_status(&failure), attempt_started.elapsed());
             return Err(failure);
         }
         Err(_) => {
-            upstream.stats.record(504, started.elapsed());
+            upstream.stats.record(504, attempt_started.elapsed());
             return Err(SendFailure::Other(GatewayError::UpstreamTimeout {
                 timeout_ms: timeout.as_millis(),
             }));
@@ -438,7 +449,7 @@ async fn send_to(
     };
     upstream
         .stats
-        .record(response.status().as_u16(), started.elapsed());
+        .record(response.status().as_u16(), attempt_started.elapsed());
     let (mut parts, incoming) = response.into_parts();
     headers::remove_hop_by_hop(&mut parts.headers);
     let body = GuardedBody {
