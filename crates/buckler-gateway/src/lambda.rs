@@ -14,6 +14,7 @@ use http_body_util::BodyExt;
 use crate::control::Control;
 use crate::error::GatewayError;
 use crate::pipeline::Outbound;
+use crate::request_timer;
 use crate::table::DomainTable;
 use crate::upstream::UpstreamHandle;
 
@@ -41,7 +42,8 @@ pub(crate) async fn invoke(
     }
     let _guard = upstream.begin_request();
     let timeout = domain.settings.request_timeout;
-    let reply = tokio::time::timeout(timeout, control.lambda().invoke(target, payload))
+    let deadline = tokio::time::Instant::now() + timeout;
+    let reply = request_timer::within(deadline, control.lambda().invoke(target, payload))
         .await
         .map_err(|_| GatewayError::UpstreamTimeout {
             timeout_ms: timeout.as_millis(),

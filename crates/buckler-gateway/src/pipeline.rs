@@ -2,7 +2,7 @@
 //! checks → local endpoints → domain → route → negotiate → pick → dispatch.
 //! Every stage either hands the request on or answers with a [`GatewayError`].
 
-use std::future::{poll_fn, Future};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -23,7 +23,7 @@ use crate::control::Control;
 use crate::error::GatewayError;
 use crate::headers;
 use crate::local;
-use crate::request_timer::RequestTimer;
+use crate::request_timer;
 use crate::table::{DomainTable, EndpointGroup};
 use crate::upstream::InFlightGuard;
 
@@ -402,15 +402,8 @@ async fn send_to(
     let guard = upstream.begin_request();
     let timeout = domain.settings.request_timeout;
     // From the attempt's start, already read, rather than a clock read of its own.
-    let mut timer = RequestTimer::until(tokio::time::Instant::from_std(attempt_started + timeout));
-    let mut send = send;
-    let result = poll_fn(|cx| match send.as_mut().poll(cx) {
-        Poll::Ready(result) => Poll::Ready(Ok(result)),
-        Poll::Pending => timer.poll_elapsed(cx).map(Err),
-    })
-    .await;
-    drop(timer);
-    let response = match result {
+    let deadline = tokio::time::Instant::from_std(attempt_started + timeout);
+    let response = match request_timer::within(deadline, send).await {
         Ok(Ok(response)) => response,
         Ok(Err(error)) => {
             let failure = match &error {

@@ -21,13 +21,32 @@ thread_local! {
     static SPARE: RefCell<Vec<Pin<Box<Sleep>>>> = const { RefCell::new(Vec::new()) };
 }
 
+/// A kept timer's deadline passed before the future it raced finished.
+#[derive(Debug)]
+pub(crate) struct DeadlinePassed;
+
+/// Runs `future` until `deadline` (`tokio::time::timeout_at`, on a kept timer): its output, or
+/// `DeadlinePassed` if the deadline came first.
+pub(crate) async fn within<F: Future>(
+    deadline: Instant,
+    future: F,
+) -> Result<F::Output, DeadlinePassed> {
+    let mut future = std::pin::pin!(future);
+    let mut timer = RequestTimer::until(deadline);
+    std::future::poll_fn(|cx| match future.as_mut().poll(cx) {
+        Poll::Ready(output) => Poll::Ready(Ok(output)),
+        Poll::Pending => timer.poll_elapsed(cx).map(|()| Err(DeadlinePassed)),
+    })
+    .await
+}
+
 /// A deadline for one request; its timer goes back to the thread's spares when dropped.
-pub(crate) struct RequestTimer {
+struct RequestTimer {
     sleep: Option<Pin<Box<Sleep>>>,
 }
 
 impl RequestTimer {
-    pub(crate) fn until(deadline: Instant) -> Self {
+    fn until(deadline: Instant) -> Self {
         let reused = SPARE
             .try_with(|spare| {
                 let mut spare = spare.try_borrow_mut().ok()?;
@@ -48,11 +67,10 @@ impl RequestTimer {
     }
 
     /// Ready once the deadline has passed.
-    pub(crate) fn poll_elapsed(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        match &mut self.sleep {
-            Some(sleep) => sleep.as_mut().poll(cx),
-            None => Poll::Ready(()),
-        }
+    fn poll_elapsed(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        // Taken only by `drop`.
+        let sleep = self.sleep.as_mut().expect("a live timer has its sleep");
+        sleep.as_mut().poll(cx)
     }
 }
 
@@ -113,6 +131,21 @@ mod tests {
             .await
             .expect("fired at the earlier deadline");
         assert!(start.elapsed() >= Duration::from_millis(30));
+    }
+
+    #[tokio::test]
+    async fn within_gives_the_output_or_reports_the_deadline() {
+        let soon = Instant::now() + Duration::from_secs(60);
+        assert_eq!(within(soon, async { 7 }).await.expect("in time"), 7);
+        let start = Instant::now();
+        let late = within(
+            start + Duration::from_millis(20),
+            std::future::pending::<()>(),
+        )
+        .await;
+        assert!(late.is_err(), "the deadline came first");
+        assert!(start.elapsed() >= Duration::from_millis(20));
+        assert_eq!(spares(), 1, "the timer goes back to the thread's spares");
     }
 
     #[test]
