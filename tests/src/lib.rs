@@ -61,8 +61,25 @@ pub fn upstreams_json(upstreams: &[(&str, u32)]) -> String {
     serde_json::Value::Array(entries).to_string()
 }
 
+/// A fresh temporary directory for one test, removed with everything in it when dropped.
+pub struct TempDir(std::path::PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = std::path::Path;
+
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A fresh temporary directory for one test.
-pub fn temp_dir(name: &str) -> std::path::PathBuf {
+pub fn temp_dir(name: &str) -> TempDir {
     let dir = std::env::temp_dir().join(format!(
         "buckler-test-{}-{}-{}",
         std::process::id(),
@@ -73,7 +90,7 @@ pub fn temp_dir(name: &str) -> std::path::PathBuf {
             .unwrap_or(0)
     ));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
+    TempDir(dir)
 }
 
 /// A one-domain (`*`) config listening on 127.0.0.1:0; `domain_extra` is spliced into the
