@@ -11,7 +11,7 @@ use std::sync::Arc;
 use http::Method;
 use regex::Regex;
 
-use crate::template::{normalize_path, PathTemplate, Segment};
+use crate::template::{held_by_trie, normalize_path, PathTemplate, Segment};
 
 /// Methods listed in `Allow`, in this order; others follow alphabetically.
 const ALLOW_ORDER: [Method; 7] = [
@@ -90,6 +90,11 @@ impl<G> RoutingTableBuilder<G> {
         for (rank, route) in self.routes.iter().enumerate() {
             let rank = rank as u32;
             if !root.insert(&route.template.path_segments(), rank) {
+                debug_assert!(
+                    route.template.full_regex().is_some(),
+                    "{:?}",
+                    route.template
+                );
                 fallback.push(rank);
             }
         }
@@ -169,7 +174,7 @@ impl<G> RoutingTable<G> {
             if self.routes[rank as usize]
                 .template
                 .full_regex()
-                .is_match(normalized)
+                .is_some_and(|full| full.is_match(normalized))
             {
                 search.offer(rank);
             }
@@ -202,7 +207,7 @@ impl<G> RoutingTable<G> {
             if self.routes[rank as usize]
                 .template
                 .full_regex()
-                .is_match(normalized)
+                .is_some_and(|full| full.is_match(normalized))
             {
                 ranks.push(rank);
             }
@@ -316,17 +321,17 @@ impl Node {
             self.terminals.push(rank);
             return true;
         };
-        let child = match *first {
-            [Segment::Static(text)] => self.statics.entry(text.clone()).or_default(),
-            [Segment::Variable] => self.variable.get_or_insert_with(Box::default),
-            [Segment::Rest] => self.rest.get_or_insert_with(Box::default),
-            tokens if tokens.contains(&Segment::Rest) => return false,
-            _ => {
-                // Compiled when the template was parsed; `None` here means it did not compile
-                // as one segment, and the whole-template regex fallback handles it.
-                let Some(regex) = compiled else {
-                    return false;
-                };
+        // The rule the template used to decide whether it needs its whole-template regex.
+        if !held_by_trie(first, *compiled) {
+            return false;
+        }
+        let child = match (*first, *compiled) {
+            ([Segment::Static(text)], _) => self.statics.entry(text.clone()).or_default(),
+            ([Segment::Variable], _) => self.variable.get_or_insert_with(Box::default),
+            ([Segment::Rest], _) => self.rest.get_or_insert_with(Box::default),
+            (_, None) => return false,
+            (_, Some(regex)) => {
+                // Compiled when the template was parsed.
                 let regex = Arc::clone(regex);
                 let source = regex.as_str().to_owned();
                 let index = match self.patterns.iter().position(|(s, _, _)| *s == source) {
