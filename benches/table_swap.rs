@@ -12,7 +12,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use buckler_benches::route_mix;
 use buckler_gateway::table::{DomainInput, RuntimeTable};
-use buckler_gateway::upstream::{RoutableEndpoint, UpstreamDocs, UpstreamHandle};
+use buckler_gateway::upstream::{DocsDigest, RoutableEndpoint, UpstreamDocs, UpstreamHandle};
 use buckler_route::PathTemplate;
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;
@@ -60,7 +60,7 @@ fn publish(c: &mut Criterion) {
                 title: "bench".into(),
                 version: "1".into(),
                 endpoints,
-                fingerprint: i as u64,
+                digest: DocsDigest::of("swagger2", &[&i.to_le_bytes()]),
             }));
             handle
         })

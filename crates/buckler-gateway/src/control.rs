@@ -16,6 +16,7 @@ use buckler_upstream::{HttpUpstreamClient, LambdaInvoker};
 use tokio::sync::{watch, Notify};
 use tokio::task::AbortHandle;
 
+use crate::docs_cache::DocsCache;
 use crate::metrics::RequestStats;
 use crate::table::{DomainInput, RuntimeTable};
 use crate::upstream::{UpstreamHandle, UpstreamState};
@@ -66,6 +67,8 @@ pub struct Control {
     ramps_changed: Arc<Notify>,
     /// Publishes asked for by docs loaders, coalesced (see [`Control::publish_coalesced`]).
     coalesced: Coalesced,
+    /// Parsed docs shared between upstreams serving the same document.
+    docs_cache: DocsCache,
     reloads_ok: AtomicU64,
     reloads_error: AtomicU64,
 }
@@ -143,6 +146,7 @@ impl Control {
                 published: watch::Sender::new(0),
                 wake: Arc::new(Notify::new()),
             },
+            docs_cache: DocsCache::default(),
             reloads_ok: AtomicU64::new(0),
             reloads_error: AtomicU64::new(0),
         });
@@ -180,6 +184,11 @@ impl Control {
     /// The shared upstream client.
     pub fn client(&self) -> &HttpUpstreamClient {
         &self.client
+    }
+
+    /// Parsed docs, shared by the upstreams serving the same document.
+    pub(crate) fn docs_cache(&self) -> &DocsCache {
+        &self.docs_cache
     }
 
     /// The shared Lambda invoker (one SDK client per region).
@@ -1016,5 +1025,51 @@ mod tests {
             .await
             .expect("published");
         assert_eq!(control.table().generation, before + 1);
+    }
+
+    #[tokio::test]
+    async fn upstreams_serving_one_document_share_its_docs() {
+        let doc = |title: &str| {
+            format!(
+                r#"{{"swagger": "2.0", "info": {{"title": "{title}", "version": "1"}},
+                    "paths": {{"/x/{{id}}": {{"get": {{"responses": {{"200": {{"description": ""}}}}}}}}}}}}"#
+            )
+        };
+        let (a, b, c) = (
+            buckler_testkit::FakeUpstream::builder("a")
+                .doc(doc("same"))
+                .start()
+                .await,
+            buckler_testkit::FakeUpstream::builder("b")
+                .doc(doc("same"))
+                .start()
+                .await,
+            buckler_testkit::FakeUpstream::builder("c")
+                .doc(doc("other"))
+                .start()
+                .await,
+        );
+        let control = control_over(&[a.url(), b.url(), c.url()]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while listed(&control)
+            .iter()
+            .any(|(_, state, _)| *state != UpstreamState::Serving)
+        {
+            assert!(Instant::now() < deadline, "{:?}", listed(&control));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let table = control.table();
+        let docs: Vec<_> = table.domains()[0]
+            .upstreams
+            .iter()
+            .map(|u| u.docs().unwrap())
+            .collect();
+        assert!(Arc::ptr_eq(&docs[0], &docs[1]), "parsed once, shared");
+        assert!(!Arc::ptr_eq(&docs[0], &docs[2]));
+        assert_eq!(
+            (docs[0].title.as_str(), docs[2].title.as_str()),
+            ("same", "other")
+        );
+        assert_eq!(docs[2].endpoints.len(), 1);
     }
 }

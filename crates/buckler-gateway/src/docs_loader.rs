@@ -3,7 +3,6 @@
 //! Until the first success the upstream takes no traffic; a later failure keeps the last good
 //! docs. Failures retry with capped exponential backoff and jitter.
 
-use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -13,6 +12,7 @@ use buckler_route::{MediaType, PathTemplate};
 use buckler_upstream::{Fetched, HttpUpstreamClient};
 
 use crate::control::Control;
+use crate::docs_cache::{DocsCache, DocsDigest};
 use crate::upstream::{RoutableEndpoint, UpstreamDocs, UpstreamHandle};
 
 /// How long one document fetch may take.
@@ -31,23 +31,28 @@ static LOADS_IN_FLIGHT: tokio::sync::Semaphore = tokio::sync::Semaphore::const_n
 const SLOW_LOAD: Duration = Duration::from_secs(1);
 
 /// Fetches and parses the docs of `upstream`. For single-document HTTP formats the last
-/// `ETag` is sent as `If-None-Match`; `Ok(None)` means the upstream answered 304.
+/// `ETag` is sent as `If-None-Match`; `Ok(None)` means the upstream answered 304. A document
+/// another upstream already serves is not parsed again: its docs are shared ([`DocsCache`]).
 pub async fn load_docs(
     control: &Control,
     client: &HttpUpstreamClient,
     upstream: &UpstreamHandle,
     paths: &Paths,
     etag: &mut Option<String>,
-) -> Result<Option<UpstreamDocs>, String> {
+) -> Result<Option<Arc<UpstreamDocs>>, String> {
     let limits = Limits::default();
+    let cache = control.docs_cache();
     if let Some(target) = &upstream.lambda_target {
         let bytes =
             crate::lambda::fetch_document(control, target, &paths.swagger2, FETCH_TIMEOUT).await?;
         if bytes.len() > limits.max_bytes {
             return Err(format!("document larger than {} bytes", limits.max_bytes));
         }
-        let model = buckler_docs::parse_swagger2(&bytes, &limits).map_err(|e| e.to_string())?;
-        return routable(&model, fingerprint(&[&bytes])).map(Some);
+        let digest = DocsDigest::of(ServiceType::Swagger2.as_str(), &[&bytes]);
+        return parsed_once(cache, digest, || {
+            buckler_docs::parse_swagger2(&bytes, &limits)
+        })
+        .map(Some);
     }
     let Some(base) = &upstream.http_base else {
         return Err(format!(
@@ -75,24 +80,24 @@ pub async fn load_docs(
                 .map_err(|e| e.to_string())
         }
     };
-    let (model, fingerprint) = match upstream.spec.service_type {
+    let service_type = upstream.spec.service_type;
+    match service_type {
         ServiceType::Swagger2 | ServiceType::Openapi3 => {
             let known = etag.clone().filter(|_| upstream.docs().is_some());
             let (bytes, new_etag) = match conditional(paths.swagger2.clone(), known).await? {
                 Fetched::NotModified => return Ok(None),
                 Fetched::Document { body, etag } => (body, etag),
             };
-            let model = if upstream.spec.service_type == ServiceType::Swagger2 {
-                buckler_docs::parse_swagger2(&bytes, &limits)
-            } else {
-                buckler_docs::parse_openapi3(&bytes, &limits)
-            };
-            let model = model.map_err(|e| {
-                *etag = None;
-                e.to_string()
-            })?;
-            *etag = new_etag;
-            (model, fingerprint(&[&bytes]))
+            let digest = DocsDigest::of(service_type.as_str(), &[&bytes]);
+            let docs = parsed_once(cache, digest, || {
+                if service_type == ServiceType::Swagger2 {
+                    buckler_docs::parse_swagger2(&bytes, &limits)
+                } else {
+                    buckler_docs::parse_openapi3(&bytes, &limits)
+                }
+            });
+            *etag = if docs.is_ok() { new_etag } else { None };
+            docs.map(Some)
         }
         ServiceType::Swagger1 => {
             let listing = fetch(paths.swagger1.clone()).await?;
@@ -102,22 +107,35 @@ pub async fn load_docs(
             for api in apis {
                 declarations.push(fetch(format!("{}{}", paths.swagger1, api)).await?.to_vec());
             }
-            let model = buckler_docs::parse_swagger1(&listing, &declarations, &limits)
-                .map_err(|e| e.to_string())?;
             let mut parts: Vec<&[u8]> = vec![&listing];
             parts.extend(declarations.iter().map(|d| d.as_slice()));
-            (model, fingerprint(&parts))
+            let digest = DocsDigest::of(service_type.as_str(), &parts);
+            parsed_once(cache, digest, || {
+                buckler_docs::parse_swagger1(&listing, &declarations, &limits)
+            })
+            .map(Some)
         }
-        ServiceType::Lambda => {
-            return Err("a lambda upstream needs a function ARN or name".to_owned())
-        }
-    };
-    routable(&model, fingerprint).map(Some)
+        ServiceType::Lambda => Err("a lambda upstream needs a function ARN or name".to_owned()),
+    }
+}
+
+/// The docs for the document with `digest`: shared when an upstream holds them already, else
+/// parsed and shared.
+fn parsed_once<E: std::fmt::Display>(
+    cache: &DocsCache,
+    digest: DocsDigest,
+    parse: impl FnOnce() -> Result<openapiv3::OpenAPI, E>,
+) -> Result<Arc<UpstreamDocs>, String> {
+    if let Some(docs) = cache.get(&digest) {
+        return Ok(docs);
+    }
+    let model = parse().map_err(|e| e.to_string())?;
+    Ok(cache.share(routable(&model, digest)?))
 }
 
 /// Turns the normalised model into routable endpoints. One bad template rejects the whole
 /// document: half an API is worse than a clear error.
-pub fn routable(model: &openapiv3::OpenAPI, fingerprint: u64) -> Result<UpstreamDocs, String> {
+pub fn routable(model: &openapiv3::OpenAPI, digest: DocsDigest) -> Result<UpstreamDocs, String> {
     let (title, version) = buckler_docs::service_info(model);
     let mut endpoints = Vec::new();
     for endpoint in buckler_docs::endpoints(model) {
@@ -137,16 +155,8 @@ pub fn routable(model: &openapiv3::OpenAPI, fingerprint: u64) -> Result<Upstream
         title,
         version,
         endpoints,
-        fingerprint,
+        digest,
     })
-}
-
-fn fingerprint(parts: &[&[u8]]) -> u64 {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    for part in parts {
-        part.hash(&mut hasher);
-    }
-    hasher.finish()
 }
 
 /// Keeps `upstream`'s docs current until the control plane goes away or the task is aborted
@@ -185,11 +195,9 @@ pub async fn run(
             }
             Ok(Some(docs)) => {
                 backoff = FIRST_BACKOFF;
-                let changed = upstream
-                    .docs()
-                    .is_none_or(|old| old.fingerprint != docs.fingerprint);
+                let changed = upstream.docs().is_none_or(|old| old.digest != docs.digest);
                 let first = !upstream.has_served();
-                upstream.set_docs(Arc::new(docs));
+                upstream.set_docs(docs);
                 if changed || first {
                     let Some(control) = control.upgrade() else {
                         return;

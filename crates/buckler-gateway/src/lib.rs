@@ -10,6 +10,7 @@
 
 mod admin;
 mod control;
+mod docs_cache;
 mod docs_loader;
 mod error;
 mod headers;

@@ -11,6 +11,7 @@ use buckler_route::{MediaType, PathTemplate};
 use buckler_upstream::LambdaTarget;
 use http::uri::{Authority, Scheme};
 
+pub use crate::docs_cache::DocsDigest;
 use crate::metrics::RequestStats;
 
 /// Where an upstream is in its life.
@@ -67,8 +68,9 @@ pub struct UpstreamDocs {
     pub title: String,
     pub version: String,
     pub endpoints: Vec<RoutableEndpoint>,
-    /// Hash of the raw document, to skip republishing an unchanged one.
-    pub fingerprint: u64,
+    /// What the docs were parsed from: shares them between upstreams serving the same
+    /// document, and skips republishing an unchanged one.
+    pub digest: DocsDigest,
 }
 
 /// The base an HTTP upstream's requests are sent to.
@@ -285,7 +287,7 @@ mod tests {
             title: "t".into(),
             version: "1".into(),
             endpoints: Vec::new(),
-            fingerprint: 1,
+            digest: DocsDigest([1; 32]),
         }));
         assert_eq!(handle.state(), UpstreamState::Serving);
         assert!(!handle.has_served(), "ready before any table routes to it");
