@@ -177,8 +177,10 @@ pub async fn run(
             let Some(strong) = control.upgrade() else {
                 return;
             };
-            let load = load_docs(&strong, &client, &upstream, &paths, &mut etag);
-            tokio::pin!(load);
+            // Boxed: a load's future is ~7 KiB, and every upstream's task would otherwise carry
+            // one between loads too (7 MiB for a thousand upstreams, all moved into place and
+            // faulted in when they are added).
+            let mut load = Box::pin(load_docs(&strong, &client, &upstream, &paths, &mut etag));
             tokio::select! {
                 loaded = &mut load => loaded,
                 _ = tokio::time::sleep(SLOW_LOAD) => {
