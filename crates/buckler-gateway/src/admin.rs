@@ -9,11 +9,12 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::control::{ChangeError, Control};
 use crate::error::GatewayError;
-use crate::local::upstream_health;
+use crate::local::UpstreamListing;
 
 /// Largest admin request body accepted.
 const MAX_ADMIN_BODY: usize = 1024 * 1024;
@@ -69,9 +70,7 @@ async fn route(
     let method = request.method().clone();
     match (method, segments.as_slice()) {
         (Method::GET, ["admin", "domains"]) => Ok(ok_json(&list_domains(control))),
-        (Method::GET, ["admin", "domains", domain, "upstreams"]) => {
-            list_upstreams(control, domain).map(|v| ok_json(&v))
-        }
+        (Method::GET, ["admin", "domains", domain, "upstreams"]) => list_upstreams(control, domain),
         (Method::PUT, ["admin", "domains", domain, "upstreams"]) => {
             let domain = domain.to_string();
             let body = read_body(request).await?;
@@ -121,12 +120,10 @@ fn find_domain<'a>(
         })
 }
 
-fn list_upstreams(control: &Control, domain: &str) -> Result<Value, GatewayError> {
+fn list_upstreams(control: &Control, domain: &str) -> Result<Response<ProxyBody>, GatewayError> {
     let table = control.table();
     let domain = find_domain(&table, domain)?;
-    Ok(Value::Array(
-        domain.upstreams.iter().map(upstream_health).collect(),
-    ))
+    Ok(ok_json(&UpstreamListing(&domain.upstreams)))
 }
 
 fn put_upstreams(
@@ -304,12 +301,13 @@ async fn read_body(request: Request<Incoming>) -> Result<String, GatewayError> {
     })
 }
 
-fn ok_json(body: &Value) -> Response<ProxyBody> {
+fn ok_json(body: &impl Serialize) -> Response<ProxyBody> {
     json_response(StatusCode::OK, body)
 }
 
-fn json_response(status: StatusCode, body: &Value) -> Response<ProxyBody> {
-    let mut response = Response::new(full_body(body.to_string()));
+fn json_response(status: StatusCode, body: &impl Serialize) -> Response<ProxyBody> {
+    let text = serde_json::to_string(body).expect("JSON of in-memory values cannot fail");
+    let mut response = Response::new(full_body(text));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use buckler_upstream::{full_body, ProxyBody};
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
-use serde_json::{json, Value};
+use serde::ser::{Serialize, SerializeMap, Serializer};
 
 use crate::control::Control;
 use crate::metrics::label;
@@ -18,16 +18,7 @@ use crate::upstream::UpstreamHandle;
 /// has served once, then `200` for good (a readiness latch, as in Shield).
 pub fn healthcheck(control: &Control, table: &RuntimeTable) -> Response<ProxyBody> {
     let ready = control.is_ready();
-    let domains: Vec<Value> = table
-        .domains()
-        .iter()
-        .map(|d| domain_health(d.as_ref()))
-        .collect();
-    let body = json!({
-        "status": if ready { "ready" } else { "starting" },
-        "generation": table.generation,
-        "domains": domains,
-    });
+    let body = Healthcheck { ready, table };
     let status = if ready {
         StatusCode::OK
     } else {
@@ -36,36 +27,86 @@ pub fn healthcheck(control: &Control, table: &RuntimeTable) -> Response<ProxyBod
     json_response(status, &body, "application/json")
 }
 
-fn domain_health(domain: &DomainTable) -> Value {
-    let upstreams: Vec<Value> = domain.upstreams.iter().map(upstream_health).collect();
-    json!({
-        "domain-name": domain.settings.domain_name,
-        "ready": domain.upstreams.iter().all(|u| u.has_served()),
-        "endpoints": domain.routes.len(),
-        "upstreams": upstreams,
-        "middleware": domain.settings.middleware_chain.iter().map(|m| m.id.clone()).collect::<Vec<_>>(),
-        "listeners": domain.settings.listeners.iter().map(|l| l.id.clone()).collect::<Vec<_>>(),
-    })
+// The healthcheck and the upstream listings are written straight from the table, without
+// building a `serde_json::Value` first: load balancers poll `/healthcheck`, and with a
+// thousand upstreams the intermediate maps made each answer take ~2 ms of the requests' thread.
+
+struct Healthcheck<'a> {
+    ready: bool,
+    table: &'a RuntimeTable,
+}
+
+impl Serialize for Healthcheck<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(3))?;
+        map.serialize_entry("status", if self.ready { "ready" } else { "starting" })?;
+        map.serialize_entry("generation", &self.table.generation)?;
+        let domains: Vec<DomainHealth<'_>> = self
+            .table
+            .domains()
+            .iter()
+            .map(|d| DomainHealth(d))
+            .collect();
+        map.serialize_entry("domains", &domains)?;
+        map.end()
+    }
+}
+
+struct DomainHealth<'a>(&'a DomainTable);
+
+impl Serialize for DomainHealth<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let domain = self.0;
+        let settings = &domain.settings;
+        let mut map = serializer.serialize_map(Some(6))?;
+        map.serialize_entry("domain-name", &settings.domain_name)?;
+        map.serialize_entry("ready", &domain.upstreams.iter().all(|u| u.has_served()))?;
+        map.serialize_entry("endpoints", &domain.routes.len())?;
+        map.serialize_entry("upstreams", &UpstreamListing(&domain.upstreams))?;
+        let middleware: Vec<&str> = settings
+            .middleware_chain
+            .iter()
+            .map(|m| m.id.as_str())
+            .collect();
+        map.serialize_entry("middleware", &middleware)?;
+        let listeners: Vec<&str> = settings.listeners.iter().map(|l| l.id.as_str()).collect();
+        map.serialize_entry("listeners", &listeners)?;
+        map.end()
+    }
+}
+
+/// A domain's upstreams as the healthcheck and the admin API list them.
+pub struct UpstreamListing<'a>(pub &'a [Arc<UpstreamHandle>]);
+
+impl Serialize for UpstreamListing<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(|u| UpstreamHealth(u)))
+    }
 }
 
 /// One upstream as the healthcheck and the admin API show it.
-pub fn upstream_health(upstream: &Arc<UpstreamHandle>) -> Value {
-    let docs = upstream.docs();
-    let mut value = json!({
-        "serviceType": upstream.spec.service_type.as_str(),
-        "serviceLocation": upstream.identity(),
-        "weight": upstream.target_weight(),
-        "effectiveWeight": upstream.effective_weight(),
-        "state": upstream.state().as_str(),
-        "inFlight": upstream.in_flight(),
-        "endpoints": docs.as_ref().map_or(0, |d| d.endpoints.len()),
-        "service": docs.as_ref().map(|d| d.title.clone()),
-        "version": docs.as_ref().map(|d| d.version.clone()),
-    });
-    if let Some(error) = upstream.docs_error() {
-        value["docsError"] = Value::String(error);
+struct UpstreamHealth<'a>(&'a UpstreamHandle);
+
+impl Serialize for UpstreamHealth<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let upstream = self.0;
+        let docs = upstream.docs();
+        let docs_error = upstream.docs_error();
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("serviceType", upstream.spec.service_type.as_str())?;
+        map.serialize_entry("serviceLocation", upstream.identity())?;
+        map.serialize_entry("weight", &upstream.target_weight())?;
+        map.serialize_entry("effectiveWeight", &upstream.effective_weight())?;
+        map.serialize_entry("state", upstream.state().as_str())?;
+        map.serialize_entry("inFlight", &upstream.in_flight())?;
+        map.serialize_entry("endpoints", &docs.as_ref().map_or(0, |d| d.endpoints.len()))?;
+        map.serialize_entry("service", &docs.as_ref().map(|d| d.title.as_str()))?;
+        map.serialize_entry("version", &docs.as_ref().map(|d| d.version.as_str()))?;
+        if let Some(error) = &docs_error {
+            map.serialize_entry("docsError", error)?;
+        }
+        map.end()
     }
-    value
 }
 
 /// (name, type, help, value) of a per-upstream sample.
@@ -205,10 +246,11 @@ pub fn spec(domain: &DomainTable, generation: u64) -> Response<ProxyBody> {
 
 fn json_response(
     status: StatusCode,
-    body: &Value,
+    body: &impl Serialize,
     content_type: &'static str,
 ) -> Response<ProxyBody> {
-    let mut response = Response::new(full_body(body.to_string()));
+    let text = serde_json::to_string(body).expect("JSON of in-memory values cannot fail");
+    let mut response = Response::new(full_body(text));
     *response.status_mut() = status;
     response
         .headers_mut()
