@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use buckler_route::{negotiate, NegotiationError, RouteMatch, Selection};
-use buckler_upstream::{full_body, ProxyBody};
-use http::header::{self, HeaderValue};
+use buckler_upstream::ProxyBody;
+use http::header;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use crate::control::{ChangeError, Control};
 use crate::error::GatewayError;
-use crate::local::UpstreamListing;
+use crate::local::{self, UpstreamListing};
 
 /// Largest admin request body accepted.
 const MAX_ADMIN_BODY: usize = 1024 * 1024;
@@ -306,14 +306,7 @@ fn ok_json(body: &impl Serialize) -> Response<ProxyBody> {
 }
 
 fn json_response(status: StatusCode, body: &impl Serialize) -> Response<ProxyBody> {
-    let text = serde_json::to_string(body).expect("JSON of in-memory values cannot fail");
-    let mut response = Response::new(full_body(text));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
+    local::json_response(status, body, "application/json")
 }
 
 /// Decodes `%XX` escapes (and `+` as space, for query values); invalid escapes stay as they are.

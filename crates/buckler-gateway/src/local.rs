@@ -244,7 +244,8 @@ pub fn spec(domain: &DomainTable, generation: u64) -> Response<ProxyBody> {
     )
 }
 
-fn json_response(
+/// A JSON response, shared by the local endpoints and the admin API.
+pub(crate) fn json_response(
     status: StatusCode,
     body: &impl Serialize,
     content_type: &'static str,
