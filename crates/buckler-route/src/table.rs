@@ -11,7 +11,7 @@ use std::sync::Arc;
 use http::Method;
 use regex::Regex;
 
-use crate::template::{held_by_trie, normalize_path, PathTemplate, Segment};
+use crate::template::{normalize_path, PathTemplate, TrieEdge};
 
 /// Methods listed in `Allow`, in this order; others follow alphabetically.
 const ALLOW_ORDER: [Method; 7] = [
@@ -89,7 +89,7 @@ impl<G> RoutingTableBuilder<G> {
         let mut fallback = Vec::new();
         for (rank, route) in self.routes.iter().enumerate() {
             let rank = rank as u32;
-            if !root.insert(&route.template.path_segments(), rank) {
+            if !root.insert(route.template.trie_edges(), rank) {
                 debug_assert!(
                     route.template.full_regex().is_some(),
                     "{:?}",
@@ -316,33 +316,32 @@ struct Node {
 
 impl Node {
     /// Inserts a template; false when it needs the full-regex fallback.
-    fn insert(&mut self, segments: &[(&[Segment], Option<&Arc<Regex>>)], rank: u32) -> bool {
-        let Some(((first, compiled), tail)) = segments.split_first() else {
+    fn insert(&mut self, edges: &[TrieEdge], rank: u32) -> bool {
+        let Some((first, tail)) = edges.split_first() else {
             self.terminals.push(rank);
             return true;
         };
-        // The rule the template used to decide whether it needs its whole-template regex.
-        if !held_by_trie(first, *compiled) {
-            return false;
-        }
-        let child = match (*first, *compiled) {
-            ([Segment::Static(text)], _) => self.statics.entry(text.clone()).or_default(),
-            ([Segment::Variable], _) => self.variable.get_or_insert_with(Box::default),
-            ([Segment::Rest], _) => self.rest.get_or_insert_with(Box::default),
-            (_, None) => return false,
-            (_, Some(regex)) => {
-                // Compiled when the template was parsed.
-                let regex = Arc::clone(regex);
-                let source = regex.as_str().to_owned();
-                let index = match self.patterns.iter().position(|(s, _, _)| *s == source) {
+        let child = match first {
+            TrieEdge::Static(text) => self.statics.entry(text.clone()).or_default(),
+            TrieEdge::Variable => self.variable.get_or_insert_with(Box::default),
+            TrieEdge::Rest => self.rest.get_or_insert_with(Box::default),
+            TrieEdge::Pattern(regex) => {
+                let index = match self
+                    .patterns
+                    .iter()
+                    .position(|(source, _, _)| source == regex.as_str())
+                {
                     Some(index) => index,
                     None => {
-                        self.patterns.push((source, regex, Node::default()));
+                        let source = regex.as_str().to_owned();
+                        self.patterns
+                            .push((source, Arc::clone(regex), Node::default()));
                         self.patterns.len() - 1
                     }
                 };
                 &mut self.patterns[index].2
             }
+            TrieEdge::Unheld => return false,
         };
         child.insert(tail, rank)
     }

@@ -93,16 +93,15 @@ pub struct TemplateError {
 pub struct PathTemplate {
     segments: Vec<Segment>,
     canonical: String,
-    /// Anchored regex of the whole template, only for a template the lookup trie cannot hold
-    /// (see [`held_by_trie`]). Compiling one costs ~100 µs, and most templates never need it:
-    /// a fleet of a thousand upstreams spent 45 % of its loading time here.
+    /// Anchored regex of the whole template, only for a template with a [`TrieEdge::Unheld`]
+    /// segment. Compiling one costs ~100 µs, and most templates never need it: a fleet of a
+    /// thousand upstreams spent 45 % of its loading time here.
     full: Option<Arc<Regex>>,
-    /// Per path segment, the anchored regex of a compound or regex segment (`None` for a plain
-    /// static, `{name}` or `{+name}` segment). Compiled once here, when a doc is loaded, so that
-    /// building a routing table — every ramp step does — only clones them.
-    /// Behind `Arc`s, like `full`: a template is cloned into every table built, and cloning a
-    /// `Regex` itself allocates a fresh match-cache pool.
-    segment_regexes: Arc<[Option<Arc<Regex>>]>,
+    /// How the lookup trie holds each path segment, decided once here, when a doc is loaded,
+    /// so that building a routing table — every ramp step does — only clones them. Behind
+    /// `Arc`s: a template is cloned into every table built, and cloning a `Regex` itself
+    /// allocates a fresh match-cache pool.
+    edges: Arc<[TrieEdge]>,
 }
 
 impl PathTemplate {
@@ -140,22 +139,15 @@ impl PathTemplate {
         for segment in &segments {
             segment.render(&mut canonical);
         }
-        let segment_regexes: Arc<[Option<Arc<Regex>>]> = if segments.is_empty() {
+        let edges: Arc<[TrieEdge]> = if segments.is_empty() {
             Arc::from([])
         } else {
             segments
                 .split(|s| *s == Segment::Slash)
-                .map(|tokens| match tokens {
-                    [Segment::Static(_)] | [Segment::Variable] | [Segment::Rest] => None,
-                    tokens if tokens.contains(&Segment::Rest) => None,
-                    tokens => segment_regex(tokens).ok().map(Arc::new),
-                })
+                .map(TrieEdge::of)
                 .collect()
         };
-        let needs_full = segments
-            .split(|s| *s == Segment::Slash)
-            .zip(segment_regexes.iter())
-            .any(|(tokens, compiled)| !held_by_trie(tokens, compiled.as_ref()));
+        let needs_full = edges.iter().any(|edge| matches!(edge, TrieEdge::Unheld));
         let full = if needs_full {
             let mut pattern = String::from("^");
             for segment in &segments {
@@ -171,7 +163,7 @@ impl PathTemplate {
             segments,
             canonical,
             full,
-            segment_regexes,
+            edges,
         })
     }
 
@@ -186,34 +178,45 @@ impl PathTemplate {
         &self.canonical
     }
 
-    /// The whole-template regex; `Some` exactly when a segment is not [`held_by_trie`].
+    /// The whole-template regex; `Some` exactly when a segment is [`TrieEdge::Unheld`].
     pub(crate) fn full_regex(&self) -> Option<&Regex> {
         self.full.as_deref()
     }
 
-    /// The tokens grouped by path segment (split at `Slash`), each with its precompiled regex
-    /// when it is a compound or regex segment.
-    pub(crate) fn path_segments(&self) -> Vec<(&[Segment], Option<&Arc<Regex>>)> {
-        if self.segments.is_empty() {
-            return Vec::new();
-        }
-        self.segments
-            .split(|s| *s == Segment::Slash)
-            .zip(self.segment_regexes.iter())
-            .map(|(tokens, regex)| (tokens, regex.as_ref()))
-            .collect()
+    /// How the lookup trie holds each path segment (the tokens between two slashes).
+    pub(crate) fn trie_edges(&self) -> &[TrieEdge] {
+        &self.edges
     }
 }
 
-/// Can the lookup trie hold this path segment (its tokens, and its regex when compound)? A
-/// plain static, `{name}` or `{+name}` segment is a trie edge, and so is a compound or regex
-/// segment that compiled alone; one mixing `{+name}` with other tokens is not, and its
-/// template is matched whole by regex instead. `Node::insert` follows the same rule.
-pub(crate) fn held_by_trie(tokens: &[Segment], compiled: Option<&Arc<Regex>>) -> bool {
-    match tokens {
-        [Segment::Static(_)] | [Segment::Variable] | [Segment::Rest] => true,
-        tokens if tokens.contains(&Segment::Rest) => false,
-        _ => compiled.is_some(),
+/// How the lookup trie holds one path segment.
+#[derive(Debug, Clone)]
+pub(crate) enum TrieEdge {
+    /// Literal text: looked up by exact match.
+    Static(Box<str>),
+    /// `{name}`: any one non-empty segment.
+    Variable,
+    /// `{+name}` alone in its segment: this and every following segment, or none.
+    Rest,
+    /// A compound or regex segment (`v{ver: [0-9]+}`, `{id}.json`), matched by its anchored
+    /// regex, compiled alone.
+    Pattern(Arc<Regex>),
+    /// `{+name}` mixed with other tokens, or a segment whose regex did not compile alone: the
+    /// trie cannot hold it, and its template is matched whole by regex instead.
+    Unheld,
+}
+
+impl TrieEdge {
+    fn of(tokens: &[Segment]) -> TrieEdge {
+        match tokens {
+            [Segment::Static(text)] => TrieEdge::Static(text.clone()),
+            [Segment::Variable] => TrieEdge::Variable,
+            [Segment::Rest] => TrieEdge::Rest,
+            tokens if tokens.contains(&Segment::Rest) => TrieEdge::Unheld,
+            tokens => segment_regex(tokens)
+                .map(|regex| TrieEdge::Pattern(Arc::new(regex)))
+                .unwrap_or(TrieEdge::Unheld),
+        }
     }
 }
 
