@@ -1,5 +1,6 @@
 //! The pooled upstream client.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -17,7 +18,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::body::{BoxError, ProxyBody};
-use crate::http1_pool::{Http1Pool, PoolSettings, PooledBody};
+use crate::http1_pool::{Http1Pool, Http1Send, PoolSettings, PooledBody};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
@@ -171,24 +172,66 @@ impl HttpUpstreamClient {
     /// take them as they are, where an absolute URI would be built per request only to be
     /// taken apart again (~300 instructions); `https` ones get the absolute URI hyper-util's
     /// client needs (TLS, ALPN).
-    pub async fn send_to(
+    ///
+    /// Not an `async fn`: a plain-HTTP request is handed to an idle connection right away, and
+    /// the small future returned only waits for its response (see `Http1Pool::send`).
+    pub fn send_to(
+        &self,
+        scheme: &Scheme,
+        authority: &Authority,
+        request: Request<ProxyBody>,
+    ) -> impl Future<Output = Result<Response<UpstreamBody>, UpstreamError>> + Send + 'static {
+        if *scheme == Scheme::HTTP {
+            Sending::Http1(self.http1.send(authority, request))
+        } else {
+            Sending::Pooled(self.send_pooled(scheme, authority, request))
+        }
+    }
+
+    /// Through hyper-util's pooled client, with the absolute URI it needs.
+    fn send_pooled(
         &self,
         scheme: &Scheme,
         authority: &Authority,
         mut request: Request<ProxyBody>,
-    ) -> Result<Response<UpstreamBody>, UpstreamError> {
-        if *scheme == Scheme::HTTP {
-            let response = self.http1.send(authority, request).await?;
-            return Ok(response.map(UpstreamBody::Http1));
-        }
+    ) -> Pin<Box<dyn Future<Output = Result<Response<UpstreamBody>, UpstreamError>> + Send>> {
         let mut parts = http::uri::Parts::default();
         parts.scheme = Some(scheme.clone());
         parts.authority = Some(authority.clone());
         parts.path_and_query = request.uri().path_and_query().cloned();
-        *request.uri_mut() = http::Uri::from_parts(parts)
-            .map_err(|error| UpstreamError::Connect(Box::new(error)))?;
-        let response = self.client.request(request).await.map_err(classify)?;
-        Ok(response.map(UpstreamBody::Pooled))
+        let uri = match http::Uri::from_parts(parts) {
+            Ok(uri) => uri,
+            Err(error) => {
+                return Box::pin(std::future::ready(Err(UpstreamError::Connect(Box::new(
+                    error,
+                )))))
+            }
+        };
+        *request.uri_mut() = uri;
+        let response = self.client.request(request);
+        Box::pin(async move {
+            let response = response.await.map_err(classify)?;
+            Ok(response.map(UpstreamBody::Pooled))
+        })
+    }
+}
+
+/// The future of [`HttpUpstreamClient::send_to`].
+enum Sending {
+    Http1(Http1Send),
+    Pooled(Pin<Box<dyn Future<Output = Result<Response<UpstreamBody>, UpstreamError>> + Send>>),
+}
+
+impl Future for Sending {
+    type Output = Result<Response<UpstreamBody>, UpstreamError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Sending::Http1(send) => Pin::new(send)
+                .poll(cx)
+                .map_ok(|response| response.map(UpstreamBody::Http1)),
+            Sending::Pooled(send) => send.as_mut().poll(cx),
+        }
     }
 }
 

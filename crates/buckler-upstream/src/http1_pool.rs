@@ -13,7 +13,7 @@
 
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -66,7 +66,7 @@ fn pool_key(authority: &Authority) -> Cow<'_, str> {
 
 /// One upstream connection: the handle requests are sent on (its I/O runs in a task of its own).
 #[derive(Debug)]
-struct Conn {
+pub(crate) struct Conn {
     sender: http1::SendRequest<ProxyBody>,
     /// Where it goes, its key in the idle map. Moved along with the connection from checkout
     /// to check-in, so a response body needs no clone of it (two atomic operations).
@@ -106,20 +106,52 @@ impl Http1Pool {
 
     /// Sends `request`, already in origin form (its URI is the path and query), to `authority`
     /// on an idle connection if one still works, else on a new one.
-    pub(crate) async fn send(
+    ///
+    /// With an idle connection at hand (nearly always, once warm) the request is handed to it
+    /// now, before the returned future is first polled, and that future only waits for the
+    /// response: ~100 bytes, where layers of `async fn`s moved the ~250-byte request and their
+    /// own states at every step (~30 `memcpy`s per proxied request). Connecting, and resending
+    /// a request that a closed connection gave back, take the slow path.
+    pub(crate) fn send(
         self: &Arc<Self>,
         authority: &Authority,
         mut request: Request<ProxyBody>,
-    ) -> Result<Response<PooledBody>, UpstreamError> {
+    ) -> Http1Send {
         set_host_if_missing(&mut request, authority);
-        while let Some(conn) = self.checkout(authority) {
+        while let Some(mut conn) = self.checkout(authority) {
+            // Closed while idle: dropped here, so nothing is handed to it.
+            if !conn.reusable() {
+                continue;
+            }
+            match conn.sender.try_send_request_now(request) {
+                Ok(response) => {
+                    return Http1Send::Waiting {
+                        response,
+                        conn,
+                        pool: self.clone(),
+                    }
+                }
+                Err(returned) => request = returned,
+            }
+        }
+        Http1Send::Slow(Box::pin(self.clone().send_slow(authority.clone(), request)))
+    }
+
+    /// [`send`](Self::send) when no idle connection took the request: the remaining idle
+    /// connections, then a new one.
+    async fn send_slow(
+        self: Arc<Self>,
+        authority: Authority,
+        mut request: Request<ProxyBody>,
+    ) -> Result<Response<PooledBody>, UpstreamError> {
+        while let Some(conn) = self.checkout(&authority) {
             match self.send_on(conn, request).await {
                 Sent::Response(response) => return Ok(response),
                 Sent::Unsent(returned) => request = returned,
                 Sent::Failed(error) => return Err(classify(error)),
             }
         }
-        let conn = self.connect(authority).await?;
+        let conn = self.connect(&authority).await?;
         match self.send_on(conn, request).await {
             Sent::Response(response) => Ok(response),
             Sent::Unsent(_) => Err(UpstreamError::Reset(
@@ -256,22 +288,70 @@ impl Http1Pool {
         }
         let result = conn.sender.try_send_request(request).await;
         match result {
-            Ok(response) => Sent::Response(response.map(|incoming| {
-                let mut body = PooledBody {
-                    incoming,
-                    conn: Some(conn),
-                    pool: self.clone(),
-                };
-                if body.incoming.is_end_stream() {
-                    // HEAD, 204, 304 and `Content-Length: 0`: the server may never poll this
-                    // body, so hand the connection back now.
-                    body.release();
-                }
-                body
-            })),
+            Ok(response) => Sent::Response(self.clone().pooled(response, conn)),
             Err(mut error) => match error.take_message() {
                 Some(request) => Sent::Unsent(request),
                 None => Sent::Failed(error.into_error()),
+            },
+        }
+    }
+}
+
+impl Http1Pool {
+    /// The response from `conn`, whose body hands `conn` back to the pool at its end.
+    fn pooled(self: Arc<Self>, response: Response<Incoming>, conn: Conn) -> Response<PooledBody> {
+        response.map(|incoming| {
+            let mut body = PooledBody {
+                incoming,
+                conn: Some(conn),
+                pool: self,
+            };
+            if body.incoming.is_end_stream() {
+                // HEAD, 204, 304 and `Content-Length: 0`: the server may never poll this
+                // body, so hand the connection back now.
+                body.release();
+            }
+            body
+        })
+    }
+}
+
+/// The response to [`Http1Pool::send`].
+pub(crate) enum Http1Send {
+    /// The request is with an idle connection's task; its response comes through `response`.
+    Waiting {
+        response: http1::ResponsePromise<ProxyBody>,
+        conn: Conn,
+        pool: Arc<Http1Pool>,
+    },
+    /// Connecting, or resending a request an idle connection gave back unsent.
+    Slow(Pin<Box<dyn Future<Output = Result<Response<PooledBody>, UpstreamError>> + Send>>),
+    Done,
+}
+
+impl Future for Http1Send {
+    type Output = Result<Response<PooledBody>, UpstreamError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let result = match this {
+            Http1Send::Waiting { response, .. } => std::task::ready!(Pin::new(response).poll(cx)),
+            Http1Send::Slow(slow) => return slow.as_mut().poll(cx),
+            Http1Send::Done => panic!("`Http1Send` polled after completion"),
+        };
+        // Moved out rather than cloned: the response body takes the connection and the pool.
+        let Http1Send::Waiting { conn, pool, .. } = std::mem::replace(this, Http1Send::Done) else {
+            unreachable!("matched above")
+        };
+        match result {
+            Ok(response) => Poll::Ready(Ok(pool.pooled(response, conn))),
+            Err(mut error) => match error.take_message() {
+                // The connection closed before writing it: the other idle ones, or a new one.
+                Some(request) => {
+                    *this = Http1Send::Slow(Box::pin(pool.send_slow(conn.authority, request)));
+                    self.poll(cx)
+                }
+                None => Poll::Ready(Err(classify(error.into_error()))),
             },
         }
     }

@@ -284,6 +284,50 @@ where
     }
 }
 
+// Buckler patch: `try_send_request_now` hands the request to the connection when called and
+// returns a small named future (the response's one-shot receiver), or the request at once if
+// the connection cannot take it. `try_send_request` learns that only when polled, and its
+// future is an unnameable `async` block that keeps room for the whole request, so a caller
+// layering its own future on top copies ~250 bytes at each step.
+impl<B> SendRequest<B>
+where
+    B: Body + 'static,
+{
+    /// Hands `req` to the connection now. The future yields its response, or the request back
+    /// (in the error) if the connection closed before writing it. `Err(req)`: the connection
+    /// could not take it.
+    pub fn try_send_request_now(
+        &mut self,
+        req: Request<B>,
+    ) -> Result<ResponsePromise<B>, Request<B>> {
+        self.dispatch.try_send(req).map(|rx| ResponsePromise { rx })
+    }
+}
+
+/// The response to a request given to [`SendRequest::try_send_request_now`].
+#[must_use = "futures do nothing unless polled"]
+pub struct ResponsePromise<B> {
+    rx: dispatch::RetryPromise<Request<B>, Response<IncomingBody>>,
+}
+
+impl<B> Future for ResponsePromise<B> {
+    type Output = Result<Response<IncomingBody>, TrySendError<Request<B>>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match ready!(Pin::new(&mut self.rx).poll(cx)) {
+            Ok(result) => Poll::Ready(result),
+            // this is definite bug if it happens, but it shouldn't happen!
+            Err(_) => unreachable!("dispatch dropped without returning error"),
+        }
+    }
+}
+
+impl<B> fmt::Debug for ResponsePromise<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponsePromise").finish()
+    }
+}
+
 impl<B> fmt::Debug for SendRequest<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SendRequest").finish()
@@ -683,5 +727,38 @@ mod upgrades {
                 Err(e) => Poll::Ready(Err(e)),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::common::io::Compat;
+
+    /// Buckler patch: `try_send_request_now` hands the request to the connection when called
+    /// (it is written before its promise is first polled) and the promise yields the response;
+    /// once the connection has closed, the next request comes straight back.
+    #[cfg(not(miri))]
+    #[tokio::test]
+    async fn try_send_request_now_hands_the_request_over_at_once() {
+        let io = tokio_test::io::Builder::new()
+            .write(b"GET /a HTTP/1.1\r\n\r\n")
+            .read(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            .build();
+        let (mut sender, conn) = handshake::<_, String>(Compat::new(io)).await.unwrap();
+        let request = Request::builder().uri("/a").body(String::new()).unwrap();
+        let promise = sender
+            .try_send_request_now(request)
+            .expect("an open connection takes it");
+        conn.await
+            .expect("the exchange completes and the connection ends");
+        let response = promise.await.expect("the response");
+        assert_eq!(response.status(), 200);
+
+        let again = Request::builder().uri("/b").body(String::new()).unwrap();
+        let returned = sender
+            .try_send_request_now(again)
+            .expect_err("a closed connection takes nothing");
+        assert_eq!(returned.uri(), "/b");
     }
 }
