@@ -149,6 +149,36 @@ async fn http2_prior_knowledge_to_the_gateway() {
     assert_eq!(post.json()["body"], "hello over h2");
 }
 
+/// The gateway compresses HTTP/2 header blocks with literals only (vendor/README.md): every
+/// response on one connection must still decode to the headers the upstream and the gateway
+/// set, changing values (`X-Request-Id`) included.
+#[tokio::test]
+async fn http2_response_headers_arrive_whole_response_after_response() {
+    let (_upstream, gw) = one_upstream("").await;
+    let mut request_ids = std::collections::HashSet::new();
+    for i in 0..20 {
+        let path = format!("/echo?i={i}");
+        let reply = gw
+            .send_h2(Request::get(gw.url(&path)).body(Full::default()).unwrap())
+            .await;
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(reply.headers["content-type"], "application/json");
+        assert_eq!(reply.upstream(), "one");
+        assert_eq!(reply.headers["x-upstream"], "one");
+        assert!(reply.headers["via"].to_str().unwrap().contains("buckler"));
+        assert_eq!(
+            reply.headers["content-length"],
+            reply.body.len().to_string().as_str()
+        );
+        let id = reply.headers["x-request-id"].to_str().unwrap().to_owned();
+        assert_eq!(id.len(), 32, "a fresh request id: {id}");
+        assert!(request_ids.insert(id), "request ids differ");
+        assert_eq!(reply.json()["query"], format!("i={i}"));
+        // Hop-by-hop headers the upstream sent stay behind, as over HTTP/1.1.
+        assert!(reply.headers.get("keep-alive").is_none());
+    }
+}
+
 #[tokio::test]
 async fn request_timeout_is_504() {
     let (_upstream, gw) = one_upstream(r#""request-timeout": "300ms","#).await;

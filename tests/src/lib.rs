@@ -18,6 +18,8 @@ pub struct TestGateway {
     pub gateway: RunningGateway,
     pub addr: SocketAddr,
     http1: Client<HttpConnector, Full<Bytes>>,
+    /// One HTTP/2 connection, shared by every `send_h2`.
+    http2: Client<HttpConnector, Full<Bytes>>,
 }
 
 /// A response with its body read whole.
@@ -119,10 +121,14 @@ impl TestGateway {
         let gateway = RunningGateway::start(config).await.expect("gateway starts");
         let addr = gateway.addrs()[0];
         let http1 = Client::builder(TokioExecutor::new()).build_http();
+        let http2 = Client::builder(TokioExecutor::new())
+            .http2_only(true)
+            .build_http();
         TestGateway {
             gateway,
             addr,
             http1,
+            http2,
         }
     }
 
@@ -134,10 +140,14 @@ impl TestGateway {
         let gateway = RunningGateway::start(config).await.expect("gateway starts");
         let addr = gateway.addrs()[0];
         let http1 = Client::builder(TokioExecutor::new()).build_http();
+        let http2 = Client::builder(TokioExecutor::new())
+            .http2_only(true)
+            .build_http();
         TestGateway {
             gateway,
             addr,
             http1,
+            http2,
         }
     }
 
@@ -201,14 +211,11 @@ impl TestGateway {
         read(response).await
     }
 
-    /// Sends over HTTP/2 with prior knowledge (h2c).
+    /// Sends over HTTP/2 with prior knowledge (h2c), on the gateway's one HTTP/2 connection.
     pub async fn send_h2(&self, request: Request<Full<Bytes>>) -> Reply {
-        let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new())
-            .http2_only(true)
-            .build_http();
-        let response = client
-            .request(request)
+        let response = tokio::time::timeout(Duration::from_secs(30), self.http2.request(request))
             .await
+            .expect("gateway answered in time")
             .expect("h2 request reached the gateway");
         assert_eq!(response.version(), Version::HTTP_2);
         read(response).await
