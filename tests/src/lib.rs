@@ -118,18 +118,7 @@ impl TestGateway {
         trace_init();
         let config = buckler_config::parse(config, Path::new("test.json5"))
             .unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
-        let gateway = RunningGateway::start(config).await.expect("gateway starts");
-        let addr = gateway.addrs()[0];
-        let http1 = Client::builder(TokioExecutor::new()).build_http();
-        let http2 = Client::builder(TokioExecutor::new())
-            .http2_only(true)
-            .build_http();
-        TestGateway {
-            gateway,
-            addr,
-            http1,
-            http2,
-        }
+        Self::run(config).await
     }
 
     /// Loads the config from a file (so reloads can re-read it) and starts the gateway.
@@ -137,17 +126,20 @@ impl TestGateway {
         trace_init();
         let config =
             buckler_config::load(path).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
+        Self::run(config).await
+    }
+
+    /// Starts the gateway on `config`, with the clients tests send through.
+    async fn run(config: buckler_config::Config) -> TestGateway {
         let gateway = RunningGateway::start(config).await.expect("gateway starts");
         let addr = gateway.addrs()[0];
-        let http1 = Client::builder(TokioExecutor::new()).build_http();
-        let http2 = Client::builder(TokioExecutor::new())
-            .http2_only(true)
-            .build_http();
         TestGateway {
             gateway,
             addr,
-            http1,
-            http2,
+            http1: Client::builder(TokioExecutor::new()).build_http(),
+            http2: Client::builder(TokioExecutor::new())
+                .http2_only(true)
+                .build_http(),
         }
     }
 

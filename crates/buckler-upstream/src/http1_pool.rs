@@ -109,9 +109,10 @@ impl Http1Pool {
     ///
     /// With an idle connection at hand (nearly always, once warm) the request is handed to it
     /// now, before the returned future is first polled, and that future only waits for the
-    /// response: 72 bytes with the client's wrapper, where layers of `async fn`s moved the ~250-byte request and their
-    /// own states at every step (~30 `memcpy`s per proxied request). Connecting, and resending
-    /// a request that a closed connection gave back, take the slow path.
+    /// response: 72 bytes with the client's wrapper, where layers of `async fn`s moved the
+    /// ~250-byte request and their own states at every step (~30 `memcpy`s per proxied
+    /// request). Connecting, and resending a request that a closed connection gave back, take
+    /// the slow path.
     pub(crate) fn send(
         self: &Arc<Self>,
         authority: &Authority,

@@ -280,9 +280,13 @@ where
                         last = Some(LastName::Static(idx));
                     }
                     None => {
-                        dst.put_u8(if sensitive { 0b1_0000 } else { 0 });
-                        encode_raw_str(header.name().as_slice(), dst);
-                        encode_raw_str(header.value_slice(), dst);
+                        let name = header.name();
+                        encode_literal_with_name(
+                            name.as_slice(),
+                            header.value_slice(),
+                            sensitive,
+                            dst,
+                        );
                         last = Some(LastName::Literal(header));
                     }
                 }
@@ -291,20 +295,40 @@ where
                 Some(LastName::Static(idx)) => {
                     encode_literal_with_name_index(idx, value.as_ref(), value.is_sensitive(), dst)
                 }
-                Some(LastName::Literal(ref name)) => {
-                    dst.put_u8(if value.is_sensitive() { 0b1_0000 } else { 0 });
-                    encode_raw_str(name.name().as_slice(), dst);
-                    encode_raw_str(value.as_ref(), dst);
-                }
+                Some(LastName::Literal(ref header)) => encode_literal_with_name(
+                    header.name().as_slice(),
+                    value.as_ref(),
+                    value.is_sensitive(),
+                    dst,
+                ),
                 None => panic!("encoding header without name, but no previous name to use"),
             },
         }
     }
 }
 
-/// Buckler patch: a literal without indexing (or never indexed) whose name is the static table's `idx`.
+/// Buckler patch: the first byte of a literal "without indexing", or "never indexed" for a
+/// sensitive value, before a 4-bit name index (0 when the name follows as a string).
+fn literal_prefix(sensitive: bool) -> u8 {
+    if sensitive {
+        0b1_0000
+    } else {
+        0
+    }
+}
+
+/// Buckler patch: a literal whose name is the static table's `idx` (`encode_not_indexed`
+/// without Huffman coding).
 fn encode_literal_with_name_index(idx: usize, value: &[u8], sensitive: bool, dst: &mut BytesMut) {
-    encode_int(idx, 4, if sensitive { 0b1_0000 } else { 0 }, dst);
+    encode_int(idx, 4, literal_prefix(sensitive), dst);
+    encode_raw_str(value, dst);
+}
+
+/// Buckler patch: a literal with its name as a string (`encode_not_indexed2` without Huffman
+/// coding).
+fn encode_literal_with_name(name: &[u8], value: &[u8], sensitive: bool, dst: &mut BytesMut) {
+    dst.put_u8(literal_prefix(sensitive));
+    encode_raw_str(name, dst);
     encode_raw_str(value, dst);
 }
 
