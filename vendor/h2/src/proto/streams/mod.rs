@@ -1,6 +1,8 @@
 mod buffer;
 mod counts;
 mod flow_control;
+// Buckler patch: a lock that never sleeps, for the stream state (`lock.rs`).
+mod lock;
 mod prioritize;
 mod recv;
 mod send;

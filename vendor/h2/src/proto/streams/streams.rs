@@ -12,7 +12,9 @@ use http::{HeaderMap, Request, Response};
 use std::task::{Context, Poll, Waker};
 use tokio::io::AsyncWrite;
 
-use std::sync::{Arc, Mutex};
+// Buckler patch: the stream state's lock unlocks with a plain store (`lock.rs`).
+use super::lock::Mutex;
+use std::sync::Arc;
 use std::{fmt, io};
 
 #[derive(Debug)]
