@@ -166,6 +166,15 @@ where
     }
 
     fn poll_loop(&mut self, cx: &mut Context<'_>) -> Poll<crate::Result<()>> {
+        // Buckler patch: within one poll, a read that came back pending is not tried again
+        // (`Buffered::poll_read_from_io`); the flag lives only as long as this call.
+        self.conn.forget_waiting_read();
+        let result = self.poll_loop_inner(cx);
+        self.conn.forget_waiting_read();
+        result
+    }
+
+    fn poll_loop_inner(&mut self, cx: &mut Context<'_>) -> Poll<crate::Result<()>> {
         // Limit the looping on this connection, in case it is ready far too
         // often, so that other futures don't starve.
         //

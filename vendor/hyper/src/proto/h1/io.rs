@@ -38,6 +38,9 @@ pub(crate) struct Buffered<T, B> {
     io: T,
     partial_len: Option<usize>,
     read_blocked: bool,
+    /// Buckler patch: a read already came back pending during this poll of the dispatcher
+    /// (see `poll_read_from_io`).
+    read_waiting: bool,
     read_buf: BytesMut,
     read_buf_strategy: ReadStrategy,
     write_buf: WriteBuf<B>,
@@ -72,6 +75,7 @@ where
             io,
             partial_len: None,
             read_blocked: false,
+            read_waiting: false,
             read_buf: BytesMut::with_capacity(0),
             read_buf_strategy: ReadStrategy::default(),
             write_buf,
@@ -233,6 +237,15 @@ where
     }
 
     pub(crate) fn poll_read_from_io(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        // Buckler patch: once a read has come back pending in this poll, the transport holds
+        // this task's waker and no readiness can have arrived that would not wake it again, so
+        // another try would only register the same waker again (a lock and an unlock in Tokio's
+        // I/O driver). The dispatcher's loop tried up to four reads per request this way where
+        // one or two reached the socket. It forgets the flag when it starts and ends a poll.
+        if self.read_waiting {
+            self.read_blocked = true;
+            return Poll::Pending;
+        }
         self.read_blocked = false;
         // Get the next amount to allocate, but make sure we don't go over
         // the max read buf size configured.
@@ -281,10 +294,16 @@ where
             }
             Poll::Pending => {
                 self.read_blocked = true;
+                self.read_waiting = true;
                 Poll::Pending
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
         }
+    }
+
+    /// Buckler patch: the next read goes to the transport again (a new poll begins or ends).
+    pub(crate) fn forget_waiting_read(&mut self) {
+        self.read_waiting = false;
     }
 
     /// Buckler patch: frees the read and write buffers when neither holds a byte, so that an
@@ -1008,6 +1027,79 @@ mod tests {
         assert!(buffered.read_buf.capacity() >= INIT_BUFFER_SIZE);
         assert_ne!(buffered.read_buf.as_ptr(), held_ptr.wrapping_add(held.len()));
         drop((first, held));
+    }
+
+    // Buckler patch: a read that came back pending is not tried again until the dispatcher
+    // starts a new poll.
+    #[test]
+    fn a_pending_read_is_not_retried_until_the_next_poll() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+
+        /// Pending until `ready_after` reads have been tried, then a few bytes.
+        struct Transport {
+            tried: Arc<AtomicUsize>,
+            ready_after: usize,
+        }
+        impl Read for Transport {
+            fn poll_read(
+                self: Pin<&mut Self>,
+                _cx: &mut Context<'_>,
+                mut buf: crate::rt::ReadBufCursor<'_>,
+            ) -> Poll<io::Result<()>> {
+                if self.tried.fetch_add(1, Ordering::Relaxed) < self.ready_after {
+                    return Poll::Pending;
+                }
+                buf.put_slice(b"HTTP/1.1");
+                Poll::Ready(Ok(()))
+            }
+        }
+        impl Write for Transport {
+            fn poll_write(
+                self: Pin<&mut Self>,
+                _cx: &mut Context<'_>,
+                buf: &[u8],
+            ) -> Poll<io::Result<usize>> {
+                Poll::Ready(Ok(buf.len()))
+            }
+            fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Poll::Ready(Ok(()))
+            }
+            fn poll_shutdown(
+                self: Pin<&mut Self>,
+                _cx: &mut Context<'_>,
+            ) -> Poll<io::Result<()>> {
+                Poll::Ready(Ok(()))
+            }
+        }
+
+        let tried = Arc::new(AtomicUsize::new(0));
+        let transport = Transport {
+            tried: tried.clone(),
+            ready_after: 1,
+        };
+        let mut buffered = Buffered::<_, Cursor<Vec<u8>>>::new(transport);
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+
+        assert!(buffered.poll_read_from_io(&mut cx).is_pending());
+        assert!(buffered.is_read_blocked());
+        // The same poll: the transport is not asked again.
+        assert!(buffered.poll_read_from_io(&mut cx).is_pending());
+        assert!(buffered.is_read_blocked());
+        assert_eq!(tried.load(Ordering::Relaxed), 1);
+
+        // A new poll: it is, and the bytes it has now are read.
+        buffered.forget_waiting_read();
+        match buffered.poll_read_from_io(&mut cx) {
+            Poll::Ready(Ok(n)) => assert_eq!(n, 8),
+            other => panic!("expected the bytes, got {:?}", other),
+        }
+        assert_eq!(tried.load(Ordering::Relaxed), 2);
+        assert_eq!(&buffered.read_buf[..], b"HTTP/1.1");
+        // A read that was not pending does not stop the next one.
+        assert!(buffered.poll_read_from_io(&mut cx).is_ready());
+        assert_eq!(tried.load(Ordering::Relaxed), 3);
     }
 
     // Buckler patch: an idle connection's buffers are freed, a busy one's are kept.
