@@ -3,20 +3,28 @@
 //! hyper-util's pooled client does more per request than a proxy needs: it hashes the pool key
 //! (scheme and authority, byte by byte with SipHash) at checkout and again at check-in, races
 //! the checkout against a new connect, and spawns a task per request to return the connection.
-//! Here each connection still runs in a task of its own (hyper's `http1` client connection),
-//! but a request takes the newest idle connection for its authority from one map and hands it
+//! Here a request takes the newest idle connection for its authority from one map and hands it
 //! back when its response body ends: about 10 % fewer instructions per proxied request
-//! (callgrind, `benches/README.md`). Idle connections are not polled, so one the upstream
-//! closed is noticed, and skipped without sending anything on it, when it is next checked out;
-//! a reaper closes connections idle past the timeout. `https` upstreams still use hyper-util
-//! (TLS and ALPN).
+//! (callgrind, `benches/README.md`).
+//!
+//! A connection has no task of its own: its I/O (hyper's `http1::Connection` future, the
+//! *driver*) is polled by the request that holds it, from the request's own task — while the
+//! response head is awaited ([`Http1Send`]) and while the body is read ([`PooledBody`]). The
+//! upstream socket then wakes the task that wants its bytes, as HAProxy's stream does, instead
+//! of waking a connection task that wakes the request's task in turn. The response promise and
+//! body channel are filled only by that driver, so they are polled with a waker that does
+//! nothing: only the sockets (and a request body) wake the task.
+//!
+//! Idle connections are not polled, so one the upstream closed is noticed, and skipped without
+//! sending anything on it, when it is next checked out; a reaper closes connections idle past
+//! the timeout. `https` upstreams still use hyper-util (TLS and ALPN).
 
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -64,13 +72,30 @@ fn pool_key(authority: &Authority) -> Cow<'_, str> {
     }
 }
 
-/// One upstream connection: the handle requests are sent on (its I/O runs in a task of its own).
-#[derive(Debug)]
+/// One upstream connection: the handle requests are sent on, and its I/O, driven by whoever
+/// holds it.
 pub(crate) struct Conn {
     sender: http1::SendRequest<ProxyBody>,
+    /// hyper's connection future: writes what was handed to the connection and reads what
+    /// arrives, when polled. `None` once it has ended (closed or failed); ending, it has
+    /// answered whatever request was pending on it. Boxed: a `Conn` moves half a dozen times
+    /// per request (idle list, send future, response body), and inline the driver's ~1 KiB
+    /// state was copied at each move.
+    driver: Option<Pin<Box<Driver>>>,
     /// Where it goes, its key in the idle map. Moved along with the connection from checkout
     /// to check-in, so a response body needs no clone of it (two atomic operations).
     authority: Authority,
+}
+
+type Driver = http1::Connection<TokioIo<crate::SendStream>, ProxyBody>;
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn")
+            .field("authority", &self.authority)
+            .field("open", &self.driver.is_some())
+            .finish()
+    }
 }
 
 #[derive(Debug)]
@@ -80,10 +105,45 @@ struct Idle {
 }
 
 impl Conn {
-    /// Not closed: can carry another request once its task has finished the previous one.
-    fn reusable(&self) -> bool {
-        !self.sender.is_closed()
+    /// Does the connection's pending I/O, registering `cx`'s waker for what it then waits on
+    /// (the socket, a request body).
+    fn drive(&mut self, cx: &mut Context<'_>) {
+        if let Some(driver) = &mut self.driver {
+            if driver.as_mut().poll(cx).is_ready() {
+                self.driver = None;
+            }
+        }
     }
+
+    /// Drives it with a waker that does nothing, for a connection about to go idle: the next
+    /// user drives it again. (Until then its socket keeps the last user's waker, which only
+    /// the upstream's close of an idle connection would wake, once; the next request is
+    /// handed over without waking it, `try_send_request_to_driver`.)
+    fn settle(&mut self) {
+        self.drive(&mut quiet());
+    }
+
+    /// Not closed: can carry another request once the previous exchange has finished.
+    fn reusable(&self) -> bool {
+        self.driver.is_some() && !self.sender.is_closed()
+    }
+
+    /// Drives the connection, then looks for the response to the request handed to it.
+    fn poll_response(
+        &mut self,
+        response: &mut http1::ResponsePromise<ProxyBody>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<ProxyBody>>>>
+    {
+        self.drive(cx);
+        // Only the driver answers the promise, and it was just polled: no waker needed.
+        Pin::new(response).poll(&mut quiet())
+    }
+}
+
+/// A context whose waker does nothing, for what only this task's own driving can make ready.
+fn quiet() -> Context<'static> {
+    Context::from_waker(Waker::noop())
 }
 
 /// What became of a request sent on one connection.
@@ -124,7 +184,7 @@ impl Http1Pool {
             if !conn.reusable() {
                 continue;
             }
-            match conn.sender.try_send_request_now(request) {
+            match conn.sender.try_send_request_to_driver(request) {
                 Ok(response) => {
                     return Http1Send::Waiting {
                         response,
@@ -235,8 +295,10 @@ impl Http1Pool {
         let now = Instant::now();
         let timeout = self.settings.idle_timeout;
         self.lock().retain(|_, list| {
-            list.retain(|idle| {
-                now.duration_since(idle.since) < timeout && !idle.conn.sender.is_closed()
+            list.retain_mut(|idle| {
+                // Reads what the upstream sent meanwhile: a close ends the driver.
+                idle.conn.settle();
+                now.duration_since(idle.since) < timeout && idle.conn.reusable()
             });
             !list.is_empty()
         });
@@ -272,26 +334,28 @@ impl Http1Pool {
             .handshake(TokioIo::new(crate::SendStream::new(stream)))
             .await
             .map_err(|error| UpstreamError::Connect(Box::new(error)))?;
-        tokio::spawn(async move {
-            let _ = driver.await;
-        });
         Ok(Conn {
             sender,
+            driver: Some(Box::pin(driver)),
             authority: authority.clone(),
         })
     }
 
     async fn send_on(self: &Arc<Self>, mut conn: Conn, request: Request<ProxyBody>) -> Sent {
-        // A checked-in connection may still be finishing the previous exchange in its task;
-        // one that closed meanwhile fails here and the request goes elsewhere, unsent.
-        if poll_fn(|cx| conn.sender.poll_ready(cx)).await.is_err() {
+        // A checked-in connection may still be finishing the previous exchange; one that
+        // closed meanwhile fails here and the request goes elsewhere, unsent.
+        let ready = poll_fn(|cx| {
+            conn.drive(cx);
+            conn.sender.poll_ready(cx)
+        });
+        if ready.await.is_err() {
             return Sent::Unsent(request);
         }
-        let response = match conn.sender.try_send_request_now(request) {
+        let mut response = match conn.sender.try_send_request_to_driver(request) {
             Ok(response) => response,
             Err(request) => return Sent::Unsent(request),
         };
-        match response.await {
+        match poll_fn(|cx| conn.poll_response(&mut response, cx)).await {
             Ok(response) => Sent::Response(self.clone().pooled(response, conn)),
             Err(error) => match given_back(error) {
                 Ok(request) => Sent::Unsent(request),
@@ -328,7 +392,8 @@ fn given_back(
 
 /// The response to [`Http1Pool::send`].
 pub(crate) enum Http1Send {
-    /// The request is with an idle connection's task; its response comes through `response`.
+    /// The request is with an idle connection, which this future drives until `response`
+    /// has come.
     Waiting {
         response: http1::ResponsePromise<ProxyBody>,
         conn: Conn,
@@ -345,7 +410,9 @@ impl Future for Http1Send {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
         let answer = match this {
-            Http1Send::Waiting { response, .. } => std::task::ready!(Pin::new(response).poll(cx)),
+            Http1Send::Waiting { response, conn, .. } => {
+                std::task::ready!(conn.poll_response(response, cx))
+            }
             Http1Send::Slow(slow) => return slow.as_mut().poll(cx),
             Http1Send::Done => panic!("`Http1Send` polled after completion"),
         };
@@ -386,19 +453,29 @@ impl std::fmt::Debug for PooledBody {
 
 impl PooledBody {
     /// Hands the connection back once it can carry another request. Usually it already can;
-    /// if its task is still finishing the exchange (a request body still uploading), a small
-    /// task waits for it, so a checkout never queues behind another request.
+    /// if it is still finishing the exchange (a request body still uploading), a small task
+    /// drives it to the end, so a checkout never queues behind another request.
     fn release(&mut self) {
         let Some(mut conn) = self.conn.take() else {
             return;
         };
+        // Usually the poll that read the response's end also saw the exchange through and
+        // asked for the next request; if not, one more poll does.
+        if !conn.sender.is_ready() {
+            conn.settle();
+        }
         if conn.sender.is_ready() {
             self.pool.checkin(conn);
         } else if conn.reusable() {
             let pool = self.pool.clone();
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                 runtime.spawn(async move {
-                    if poll_fn(|cx| conn.sender.poll_ready(cx)).await.is_ok() {
+                    let ready = poll_fn(|cx| {
+                        conn.drive(cx);
+                        conn.sender.poll_ready(cx)
+                    });
+                    if ready.await.is_ok() && conn.reusable() {
+                        conn.settle();
                         pool.checkin(conn);
                     }
                 });
@@ -416,7 +493,18 @@ impl Body for PooledBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = &mut *self;
-        let frame = Pin::new(&mut this.incoming).poll_frame(cx);
+        let frame = match &mut this.conn {
+            // Only the driver feeds the body: what it already holds, else drive and look again.
+            Some(conn) => match Pin::new(&mut this.incoming).poll_frame(&mut quiet()) {
+                Poll::Pending => {
+                    conn.drive(cx);
+                    Pin::new(&mut this.incoming).poll_frame(&mut quiet())
+                }
+                ready => ready,
+            },
+            // Released or failed: nothing drives it any more, so it is at its end.
+            None => Pin::new(&mut this.incoming).poll_frame(cx),
+        };
         match &frame {
             Poll::Ready(None) => this.release(),
             Poll::Ready(Some(Ok(_))) if this.incoming.is_end_stream() => this.release(),
@@ -666,26 +754,115 @@ mod tests {
     async fn a_request_a_closing_connection_gives_back_goes_out_on_a_new_one() {
         let (authority, accepted) = upstream(HELLO, After::KeepOpen).await;
         let pool = pool();
-        // An idle connection whose task never runs: dropping it below ends the connection
-        // with the request still queued, as a task that meets the upstream's close does.
+        // An idle connection that was never driven: ending its driver below, with the
+        // request still queued, is what meeting the upstream's close does.
         let stream = TcpStream::connect(authority.as_str()).await.unwrap();
-        let (sender, task) = http1::handshake(TokioIo::new(crate::SendStream::new(stream)))
+        let (sender, driver) = http1::handshake(TokioIo::new(crate::SendStream::new(stream)))
             .await
             .unwrap();
         pool.checkin(Conn {
             sender,
+            driver: Some(Box::pin(driver)),
             authority: authority.clone(),
         });
-        let send = pool.send(&authority, request("GET", &authority));
-        assert!(
-            matches!(send, Http1Send::Waiting { .. }),
-            "handed to the idle connection"
-        );
-        drop(task);
+        let mut send = pool.send(&authority, request("GET", &authority));
+        let Http1Send::Waiting { conn, .. } = &mut send else {
+            panic!("handed to the idle connection");
+        };
+        conn.driver = None;
         let response = send.await.expect("resent on a new connection");
         let body = response.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(&body[..], b"hello");
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    /// No task of its own reads the connection: the task reading the body must be woken by
+    /// the upstream socket when the rest arrives.
+    #[tokio::test]
+    async fn a_response_body_arriving_in_pieces_wakes_its_reader() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let authority: Authority = listener.local_addr().unwrap().to_string().parse().unwrap();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut chunk = [0u8; 1024];
+            for _ in 0..2 {
+                let _ = stream.read(&mut chunk).await.unwrap();
+                stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhello")
+                    .await
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                stream.write_all(b"world").await.unwrap();
+            }
+            // Open until the pool closes it.
+            let _ = stream.read(&mut chunk).await;
+        });
+        let pool = pool();
+        for _ in 0..2 {
+            // Read from another task than the one that sent, as a server reads a body.
+            let response = get(&pool, &authority).await;
+            let read = tokio::spawn(async move { response.into_body().collect().await });
+            let body = tokio::time::timeout(Duration::from_secs(10), read)
+                .await
+                .expect("the rest of the body wakes its reader")
+                .unwrap()
+                .unwrap()
+                .to_bytes();
+            assert_eq!(&body[..], b"helloworld");
+        }
+        assert_eq!(pool.idle_count(), 1, "kept for the next request");
+    }
+
+    /// A request body the client sends in pieces: the task waiting for the response drives
+    /// the upload, woken by the body as each piece comes.
+    #[tokio::test]
+    async fn a_request_body_sent_in_pieces_reaches_the_upstream() {
+        struct Pieces(tokio::sync::mpsc::Receiver<Bytes>);
+        impl Body for Pieces {
+            type Data = Bytes;
+            type Error = crate::BoxError;
+            fn poll_frame(
+                mut self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+            ) -> Poll<Option<Result<Frame<Bytes>, crate::BoxError>>> {
+                self.0
+                    .poll_recv(cx)
+                    .map(|piece| piece.map(|b| Ok(Frame::data(b))))
+            }
+        }
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let authority: Authority = listener.local_addr().unwrap().to_string().parse().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut seen = Vec::new();
+            let mut chunk = [0u8; 1024];
+            while !seen.ends_with(b"0\r\n\r\n") {
+                let n = stream.read(&mut chunk).await.unwrap();
+                assert!(n > 0, "the whole body arrives");
+                seen.extend_from_slice(&chunk[..n]);
+            }
+            stream.write_all(HELLO.as_bytes()).await.unwrap();
+            String::from_utf8(seen).unwrap()
+        });
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(async move {
+            tx.send(Bytes::from_static(b"abc")).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            tx.send(Bytes::from_static(b"defg")).await.unwrap();
+        });
+        let mut post = request("POST", &authority);
+        *post.body_mut() = Pieces(rx).boxed();
+        let response = tokio::time::timeout(Duration::from_secs(10), pool().send(&authority, post))
+            .await
+            .expect("each piece wakes the task that uploads it")
+            .unwrap();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"hello");
+        let seen = server.await.unwrap();
+        assert!(
+            seen.ends_with("\r\n\r\n3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n"),
+            "{seen}"
+        );
     }
 
     #[tokio::test]

@@ -105,12 +105,24 @@ impl<T, U> Sender<T, U> {
 
     #[cfg(feature = "http1")]
     pub(crate) fn try_send(&mut self, val: T) -> Result<RetryPromise<T, U>, T> {
+        self.try_send_waking(val, true)
+    }
+
+    /// Buckler patch: `try_send` for a caller that polls the connection itself right after:
+    /// the task that last polled it (another request's, or none) is not woken.
+    #[cfg(feature = "http1")]
+    pub(crate) fn try_send_unwoken(&mut self, val: T) -> Result<RetryPromise<T, U>, T> {
+        self.try_send_waking(val, false)
+    }
+
+    #[cfg(feature = "http1")]
+    fn try_send_waking(&mut self, val: T, wake: bool) -> Result<RetryPromise<T, U>, T> {
         if !self.can_send() {
             return Err(val);
         }
         let (tx, rx) = oneshot::channel();
         self.inner
-            .send(Envelope(Some((val, Callback::Retry(Some(tx))))))
+            .push(Envelope(Some((val, Callback::Retry(Some(tx))))), wake)
             .map(move |()| rx)
             .map_err(|mut e| (e.0).0.take().expect("envelope not dropped").0)
     }
@@ -278,6 +290,12 @@ mod queue {
 
     impl<T> Sender<T> {
         pub(crate) fn send(&self, value: T) -> Result<(), SendError<T>> {
+            self.push(value, true)
+        }
+
+        /// Queues `value`; with `wake` false the receiver's waker is let go instead of woken
+        /// (its owner polls the receiver itself next).
+        pub(crate) fn push(&self, value: T, wake: bool) -> Result<(), SendError<T>> {
             let waker = {
                 let mut state = self.shared.lock();
                 if state.rx_closed {
@@ -286,8 +304,8 @@ mod queue {
                 state.items.push_back(value);
                 state.rx_waker.take()
             };
-            // Woken outside the lock: a waker may run arbitrary code.
-            if let Some(waker) = waker {
+            // Woken (or dropped) outside the lock: a waker may run arbitrary code.
+            if let Some(waker) = waker.filter(|_| wake) {
                 waker.wake();
             }
             Ok(())

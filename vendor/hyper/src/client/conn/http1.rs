@@ -302,6 +302,18 @@ where
     ) -> Result<ResponsePromise<B>, Request<B>> {
         self.dispatch.try_send(req).map(|rx| ResponsePromise { rx })
     }
+
+    /// [`try_send_request_now`](Self::try_send_request_now) for a caller that polls the
+    /// [`Connection`] itself, in its own task, instead of spawning it: the task that last
+    /// polled the connection (another caller's) is not woken for a request it will not write.
+    pub fn try_send_request_to_driver(
+        &mut self,
+        req: Request<B>,
+    ) -> Result<ResponsePromise<B>, Request<B>> {
+        self.dispatch
+            .try_send_unwoken(req)
+            .map(|rx| ResponsePromise { rx })
+    }
 }
 
 /// The response to a request given to [`SendRequest::try_send_request_now`].
@@ -760,5 +772,47 @@ mod tests {
             .try_send_request_now(again)
             .expect_err("a closed connection takes nothing");
         assert_eq!(returned.uri(), "/b");
+    }
+
+    /// Buckler patch: `try_send_request_to_driver` wakes no task (the caller polls the
+    /// connection next, itself); `try_send_request_now` wakes the one that polled it last.
+    #[cfg(not(miri))]
+    #[tokio::test]
+    async fn try_send_request_to_driver_wakes_no_task() {
+        let io = tokio_test::io::Builder::new()
+            .write(b"GET /a HTTP/1.1\r\n\r\n")
+            .read(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            // Open, with nothing more to read, for the rest of the test.
+            .wait(std::time::Duration::from_secs(60))
+            .build();
+        let (mut sender, conn) = handshake::<_, String>(Compat::new(io)).await.unwrap();
+        let mut conn = tokio_test::task::spawn(conn);
+        assert!(conn.poll().is_pending(), "waits for a request");
+
+        let request = Request::builder().uri("/a").body(String::new()).unwrap();
+        let mut promise = tokio_test::task::spawn(
+            sender
+                .try_send_request_to_driver(request)
+                .expect("an open connection takes it"),
+        );
+        assert!(!conn.is_woken(), "the connection's last poller is not woken");
+        // Polled by hand, as its caller does: a poll writes, the next reads the response.
+        let mut response = None;
+        for _ in 0..4 {
+            assert!(conn.poll().is_pending(), "the connection stays open");
+            if let std::task::Poll::Ready(result) = promise.poll() {
+                response = Some(result.expect("the response"));
+                break;
+            }
+        }
+        assert_eq!(response.expect("answered").status(), 200);
+
+        assert!(conn.poll().is_pending(), "waits for the next request");
+        let again = Request::builder().uri("/b").body(String::new()).unwrap();
+        let _promise = sender
+            .try_send_request_now(again)
+            .expect("an open connection takes it");
+        assert!(conn.is_woken(), "try_send_request_now wakes the connection's task");
+        // Not polled again: `/b` is never written, as the mock expects.
     }
 }
