@@ -123,6 +123,12 @@ impl Conn {
         self.drive(&mut quiet());
     }
 
+    /// Drives the connection until it can take another request (`Err`: it closed).
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<hyper::Result<()>> {
+        self.drive(cx);
+        self.sender.poll_ready(cx)
+    }
+
     /// Not closed: can carry another request once the previous exchange has finished.
     fn reusable(&self) -> bool {
         self.driver.is_some() && !self.sender.is_closed()
@@ -344,11 +350,7 @@ impl Http1Pool {
     async fn send_on(self: &Arc<Self>, mut conn: Conn, request: Request<ProxyBody>) -> Sent {
         // A checked-in connection may still be finishing the previous exchange; one that
         // closed meanwhile fails here and the request goes elsewhere, unsent.
-        let ready = poll_fn(|cx| {
-            conn.drive(cx);
-            conn.sender.poll_ready(cx)
-        });
-        if ready.await.is_err() {
+        if poll_fn(|cx| conn.poll_ready(cx)).await.is_err() {
             return Sent::Unsent(request);
         }
         let mut response = match conn.sender.try_send_request_to_driver(request) {
@@ -470,11 +472,7 @@ impl PooledBody {
             let pool = self.pool.clone();
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                 runtime.spawn(async move {
-                    let ready = poll_fn(|cx| {
-                        conn.drive(cx);
-                        conn.sender.poll_ready(cx)
-                    });
-                    if ready.await.is_ok() && conn.reusable() {
+                    if poll_fn(|cx| conn.poll_ready(cx)).await.is_ok() && conn.reusable() {
                         conn.settle();
                         pool.checkin(conn);
                     }
