@@ -83,3 +83,102 @@ async fn fifty_megabytes_stream_both_ways_with_flat_memory() {
         "peak RSS grew by {growth_mib} MiB while streaming 2 x 50 MB: something buffers"
     );
 }
+
+/// A client's HTTP/2 streams share one connection and must still run side by side: a slow
+/// request does not hold up fast ones, and 8 MB each way, far past HTTP/2's 64 KiB initial
+/// windows, flows on while they run (flow-control updates reach the right streams).
+#[tokio::test]
+async fn http2_streams_on_one_connection_run_side_by_side() {
+    const EIGHT_MB: u64 = 8 * 1024 * 1024;
+    let upstream = FakeUpstream::builder("bulk")
+        .doc(
+            Swagger2Doc::new("bulk", "1")
+                .op("post", "/upload")
+                .op("get", "/stream/{bytes}")
+                .op("get", "/slow/{ms}/echo")
+                .op("get", "/echo")
+                .to_json(),
+        )
+        .start()
+        .await;
+    let gw = TestGateway::start_ready(&config_text(&[(&upstream.url(), 1)], "")).await;
+    // One client, one connection: hyper's HTTP/2 client multiplexes every request on it.
+    let client = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<http_body_util::combinators::BoxBody<Bytes, Infallible>>();
+    let empty = || http_body_util::Empty::new().map_err(|e| match e {}).boxed();
+
+    let slow = tokio::spawn(
+        client.request(
+            Request::get(gw.url("/slow/1500/echo"))
+                .body(empty())
+                .unwrap(),
+        ),
+    );
+    let download = {
+        let request = Request::get(gw.url(&format!("/stream/{EIGHT_MB}")))
+            .body(empty())
+            .unwrap();
+        let response = client.request(request);
+        tokio::spawn(async move {
+            let response = response.await.unwrap();
+            assert_eq!(response.version(), http::Version::HTTP_2);
+            let mut body = response.into_body();
+            let mut received = 0u64;
+            while let Some(frame) = body.frame().await {
+                if let Some(data) = frame.unwrap().data_ref() {
+                    received += data.len() as u64;
+                }
+            }
+            received
+        })
+    };
+    let upload = {
+        let chunk = Bytes::from(vec![b'u'; 64 * 1024]);
+        let chunks = (EIGHT_MB / chunk.len() as u64) as usize;
+        let frames =
+            stream::iter((0..chunks).map(move |_| Ok::<_, Infallible>(Frame::data(chunk.clone()))));
+        let request = Request::post(gw.url("/upload"))
+            .body(StreamBody::new(frames).boxed())
+            .unwrap();
+        let response = client.request(request);
+        tokio::spawn(async move {
+            let body = response.await.unwrap().into_body().collect().await.unwrap();
+            serde_json::from_slice::<serde_json::Value>(&body.to_bytes()).unwrap()
+        })
+    };
+    let fast: Vec<_> = (0..50)
+        .map(|i| {
+            let request = Request::get(gw.url(&format!("/echo?i={i}")))
+                .body(empty())
+                .unwrap();
+            let response = client.request(request);
+            tokio::spawn(async move {
+                let response = response.await.unwrap();
+                assert_eq!(response.status(), StatusCode::OK);
+                response.into_body().collect().await.unwrap();
+            })
+        })
+        .collect();
+    let within = std::time::Duration::from_secs(10);
+    for answer in fast {
+        tokio::time::timeout(within, answer).await.unwrap().unwrap();
+    }
+    assert!(
+        !slow.is_finished(),
+        "the fast requests finished while the slow one waited"
+    );
+    let download = tokio::time::timeout(within, download)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(download, EIGHT_MB);
+    let upload = tokio::time::timeout(within, upload).await.unwrap().unwrap();
+    assert_eq!(upload["body_len"], EIGHT_MB);
+    let slow = tokio::time::timeout(within, slow)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(slow.status(), StatusCode::OK);
+}
