@@ -24,17 +24,46 @@ fn peak_rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-#[tokio::test]
-async fn fifty_megabytes_stream_both_ways_with_flat_memory() {
-    let upstream = FakeUpstream::builder("bulk")
+/// An upstream that streams bodies of any size, counts uploads, and answers slow or fast.
+async fn bulk_upstream() -> FakeUpstream {
+    FakeUpstream::builder("bulk")
         .doc(
             Swagger2Doc::new("bulk", "1")
                 .op("post", "/upload")
                 .op("get", "/stream/{bytes}")
+                .op("get", "/slow/{ms}/echo")
+                .op("get", "/echo")
                 .to_json(),
         )
         .start()
-        .await;
+        .await
+}
+
+/// Reads a body frame by frame, keeping only the count.
+async fn count_bytes(mut body: hyper::body::Incoming) -> u64 {
+    let mut received = 0u64;
+    while let Some(frame) = body.frame().await {
+        if let Some(data) = frame.unwrap().data_ref() {
+            received += data.len() as u64;
+        }
+    }
+    received
+}
+
+/// `total` bytes (a multiple of 64 KiB) in 64 KiB frames, generated as they are sent.
+fn upload_body(
+    total: u64,
+) -> StreamBody<impl futures_util::Stream<Item = Result<Frame<Bytes>, Infallible>>> {
+    let chunk = Bytes::from(vec![b'u'; 64 * 1024]);
+    let chunks = (total / chunk.len() as u64) as usize;
+    StreamBody::new(stream::iter(
+        (0..chunks).map(move |_| Ok::<_, Infallible>(Frame::data(chunk.clone()))),
+    ))
+}
+
+#[tokio::test]
+async fn fifty_megabytes_stream_both_ways_with_flat_memory() {
+    let upstream = bulk_upstream().await;
     let gw = TestGateway::start_ready(&config_text(&[(&upstream.url(), 1)], "")).await;
     let before = peak_rss_kib();
 
@@ -49,25 +78,14 @@ async fn fifty_megabytes_stream_both_ways_with_flat_memory() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    let mut body = response.into_body();
-    let mut received = 0u64;
-    while let Some(frame) = body.frame().await {
-        if let Some(data) = frame.unwrap().data_ref() {
-            received += data.len() as u64;
-        }
-    }
-    assert_eq!(received, FIFTY_MB);
+    assert_eq!(count_bytes(response.into_body()).await, FIFTY_MB);
 
     // Upload: a lazily generated chunked body.
-    let chunk = Bytes::from(vec![b'u'; 64 * 1024]);
-    let chunks = (FIFTY_MB / chunk.len() as u64) as usize;
-    let frames =
-        stream::iter((0..chunks).map(move |_| Ok::<_, Infallible>(Frame::data(chunk.clone()))));
     let client = Client::builder(TokioExecutor::new()).build_http();
     let response = client
         .request(
             Request::post(gw.url("/upload"))
-                .body(StreamBody::new(frames))
+                .body(upload_body(FIFTY_MB))
                 .unwrap(),
         )
         .await
@@ -90,17 +108,7 @@ async fn fifty_megabytes_stream_both_ways_with_flat_memory() {
 #[tokio::test]
 async fn http2_streams_on_one_connection_run_side_by_side() {
     const EIGHT_MB: u64 = 8 * 1024 * 1024;
-    let upstream = FakeUpstream::builder("bulk")
-        .doc(
-            Swagger2Doc::new("bulk", "1")
-                .op("post", "/upload")
-                .op("get", "/stream/{bytes}")
-                .op("get", "/slow/{ms}/echo")
-                .op("get", "/echo")
-                .to_json(),
-        )
-        .start()
-        .await;
+    let upstream = bulk_upstream().await;
     let gw = TestGateway::start_ready(&config_text(&[(&upstream.url(), 1)], "")).await;
     // One client, one connection: hyper's HTTP/2 client multiplexes every request on it.
     let client = Client::builder(TokioExecutor::new())
@@ -123,23 +131,12 @@ async fn http2_streams_on_one_connection_run_side_by_side() {
         tokio::spawn(async move {
             let response = response.await.unwrap();
             assert_eq!(response.version(), http::Version::HTTP_2);
-            let mut body = response.into_body();
-            let mut received = 0u64;
-            while let Some(frame) = body.frame().await {
-                if let Some(data) = frame.unwrap().data_ref() {
-                    received += data.len() as u64;
-                }
-            }
-            received
+            count_bytes(response.into_body()).await
         })
     };
     let upload = {
-        let chunk = Bytes::from(vec![b'u'; 64 * 1024]);
-        let chunks = (EIGHT_MB / chunk.len() as u64) as usize;
-        let frames =
-            stream::iter((0..chunks).map(move |_| Ok::<_, Infallible>(Frame::data(chunk.clone()))));
         let request = Request::post(gw.url("/upload"))
-            .body(StreamBody::new(frames).boxed())
+            .body(upload_body(EIGHT_MB).boxed())
             .unwrap();
         let response = client.request(request);
         tokio::spawn(async move {
