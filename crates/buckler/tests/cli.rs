@@ -137,6 +137,21 @@ fn run_fails_fast_with_one_clear_line() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_in_flight_requests_finish() {
+    sigterm_lets_in_flight_requests_finish_under(buckler()).await;
+}
+
+/// Pinned to one CPU, as in production and the load comparison, Buckler runs Tokio's
+/// current-thread scheduler, where small sends wait in the socket's buffer for the end of the
+/// scheduler's pass: the last answer must still go out before the process exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_in_flight_requests_finish_on_one_cpu() {
+    let mut pinned = Command::new("taskset");
+    // `taskset` execs Buckler in its own process, so the pid signalled below is Buckler's.
+    pinned.args(["-c", "0", env!("CARGO_BIN_EXE_buckler")]);
+    sigterm_lets_in_flight_requests_finish_under(pinned).await;
+}
+
+async fn sigterm_lets_in_flight_requests_finish_under(mut buckler: Command) {
     let upstream = FakeUpstream::builder("slow")
         .doc(
             Swagger2Doc::new("slow", "1")
@@ -154,7 +169,7 @@ async fn sigterm_lets_in_flight_requests_finish() {
             upstream.url()
         ),
     );
-    let mut child = buckler()
+    let mut child = buckler
         .args(["run", "--config"])
         .arg(&path)
         .stdout(Stdio::piped())
