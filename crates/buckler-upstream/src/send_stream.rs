@@ -104,18 +104,32 @@ impl SendStream {
             return Poll::Ready(Ok(()));
         }
         let mut out = self.shared.lock();
-        if let Some(kind) = out.error {
-            return Poll::Ready(Err(kind.into()));
-        }
-        while !out.pending.is_empty() {
+        // `send_now` ends on `WouldBlock`, which clears the readiness `poll_write_ready`
+        // then waits on; a failed send is kept, as the flusher keeps it.
+        while !self.shared.send_now(&mut out) {
             ready!(self.shared.stream.poll_write_ready(cx))?;
-            match self.shared.stream.try_write(&out.pending) {
-                Ok(sent) => drop(out.pending.drain(..sent)),
+        }
+        match out.error {
+            Some(kind) => Poll::Ready(Err(kind.into())),
+            None => Poll::Ready(Ok(())),
+        }
+    }
+
+    /// Writes straight to the socket with `write`, waiting for room: after what is deferred,
+    /// so bytes keep their order.
+    fn poll_write_direct(
+        &self,
+        cx: &mut Context<'_>,
+        mut write: impl FnMut(&TcpStream) -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        ready!(self.poll_drain(cx))?;
+        loop {
+            ready!(self.shared.stream.poll_write_ready(cx))?;
+            match write(&self.shared.stream) {
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(error) => return Poll::Ready(Err(error)),
+                result => return Poll::Ready(result),
             }
         }
-        Poll::Ready(Ok(()))
     }
 
     /// Writes `buf`: deferred when small, else after what is deferred.
@@ -135,14 +149,7 @@ impl SendStream {
                 return Poll::Ready(Ok(buf.len()));
             }
         }
-        ready!(self.poll_drain(cx))?;
-        loop {
-            ready!(self.shared.stream.poll_write_ready(cx))?;
-            match self.shared.stream.try_write(buf) {
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
-                result => return Poll::Ready(result),
-            }
-        }
+        self.poll_write_direct(cx, |stream| stream.try_write(buf))
     }
 }
 
@@ -274,14 +281,7 @@ impl AsyncWrite for SendStream {
         };
         let total: usize = bufs.iter().map(|buf| buf.len()).sum();
         if total > FLATTEN_LIMIT {
-            ready!(self.poll_drain(cx))?;
-            loop {
-                ready!(self.shared.stream.poll_write_ready(cx))?;
-                match self.shared.stream.try_write_vectored(bufs) {
-                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
-                    result => return Poll::Ready(result),
-                }
-            }
+            return self.poll_write_direct(cx, |stream| stream.try_write_vectored(bufs));
         }
         FLAT.with_borrow_mut(|flat| {
             flat.clear();
@@ -331,6 +331,18 @@ mod tests {
         (SendStream::new(ours.unwrap()), accepted.unwrap().0)
     }
 
+    /// Bytes `range` of a stream that repeats 0..251: every offset is checkable.
+    fn pattern(range: std::ops::Range<usize>) -> Vec<u8> {
+        range.map(|i| (i % 251) as u8).collect()
+    }
+
+    /// Everything the peer receives until our side closes.
+    async fn read_all(peer: &mut TcpStream) -> Vec<u8> {
+        let mut got = Vec::new();
+        peer.read_to_end(&mut got).await.unwrap();
+        got
+    }
+
     async fn write_gathered(stream: &mut SendStream, slices: &[&[u8]]) -> usize {
         let bufs: Vec<IoSlice<'_>> = slices.iter().map(|s| IoSlice::new(s)).collect();
         std::future::poll_fn(|cx| Pin::new(&mut *stream).poll_write_vectored(cx, &bufs))
@@ -357,12 +369,8 @@ mod tests {
     async fn large_gathered_writes_keep_every_byte() {
         let (mut ours, mut peer) = pair().await;
         let head = b"head:".to_vec();
-        let body: Vec<u8> = (0..3 * FLATTEN_LIMIT).map(|i| (i % 251) as u8).collect();
-        let reader = tokio::spawn(async move {
-            let mut got = Vec::new();
-            peer.read_to_end(&mut got).await.unwrap();
-            got
-        });
+        let body = pattern(0..3 * FLATTEN_LIMIT);
+        let reader = tokio::spawn(async move { read_all(&mut peer).await });
         let mut sent = 0;
         let whole = [head.as_slice(), body.as_slice()].concat();
         while sent < whole.len() {
@@ -384,9 +392,7 @@ mod tests {
         ours.write_all(b"last words").await.unwrap();
         assert!(!ours.shared.lock().pending.is_empty(), "not sent yet");
         drop(ours);
-        let mut got = Vec::new();
-        peer.read_to_end(&mut got).await.unwrap();
-        assert_eq!(got, b"last words");
+        assert_eq!(read_all(&mut peer).await, b"last words");
     }
 
     #[tokio::test]
@@ -395,9 +401,7 @@ mod tests {
         ours.write_all(b"head").await.unwrap();
         ours.write_all(b" and tail").await.unwrap();
         ours.shutdown().await.unwrap();
-        let mut got = Vec::new();
-        peer.read_to_end(&mut got).await.unwrap();
-        assert_eq!(got, b"head and tail");
+        assert_eq!(read_all(&mut peer).await, b"head and tail");
     }
 
     /// Small writes past what the socket holds while the peer is not reading: the flusher
@@ -410,7 +414,7 @@ mod tests {
         let writer = tokio::spawn(async move {
             let mut written = 0usize;
             while written < total {
-                let piece: Vec<u8> = (written..written + 1000).map(|i| (i % 251) as u8).collect();
+                let piece = pattern(written..written + 1000);
                 ours.write_all(&piece).await.unwrap();
                 written += piece.len();
             }
@@ -428,7 +432,7 @@ mod tests {
         .unwrap();
         writer.await.unwrap();
         assert_eq!(got.len(), total);
-        assert!(got.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8));
+        assert!(got == pattern(0..total));
     }
 
     #[tokio::test]
@@ -478,7 +482,7 @@ mod tests {
         let (done, wrote_all) = tokio::sync::oneshot::channel();
         let writer = tokio::spawn(async move {
             for start in (0..total).step_by(1000) {
-                let piece: Vec<u8> = (start..start + 1000).map(|i| (i % 251) as u8).collect();
+                let piece = pattern(start..start + 1000);
                 ours.write_all(&piece).await.unwrap();
             }
             let _ = done.send(());
@@ -496,7 +500,7 @@ mod tests {
         .expect("every deferred byte arrives")
         .unwrap();
         wrote_all.await.unwrap();
-        assert!(got.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8));
+        assert!(got == pattern(0..total));
         writer.abort();
     }
 }
