@@ -312,11 +312,15 @@ where
     /// (see `spare`) when this thread has one, else a new allocation.
     pub(crate) fn release_buffers(&mut self) {
         if self.read_buf.is_empty() && self.read_buf.capacity() != 0 {
-            let mut buf = std::mem::take(&mut self.read_buf);
-            // Whole again only when no message still borrows from it.
-            if buf.try_reclaim(INIT_BUFFER_SIZE) {
-                spare::put_read(buf);
+            // Whole again only when no message still borrows from it: then it is a spare.
+            if self.read_buf.try_reclaim(INIT_BUFFER_SIZE) {
+                spare::put_read(std::mem::take(&mut self.read_buf));
+            } else if self.read_buf_remaining_mut() < READ_SPACE_FLOOR {
+                self.read_buf = BytesMut::new();
             }
+            // Else a message still borrows it (a client's response on its way to the caller),
+            // so letting go would free nothing now, and the next message would need a new
+            // buffer where it fits behind this one (`poll_read_from_io`): kept.
         }
         if !self.write_buf.has_remaining() && self.write_buf.headers.bytes.capacity() != 0 {
             let headers = std::mem::replace(&mut self.write_buf.headers, Cursor::new(Vec::new()));
@@ -1102,7 +1106,8 @@ mod tests {
         assert_eq!(tried.load(Ordering::Relaxed), 3);
     }
 
-    // Buckler patch: an idle connection's buffers are freed, a busy one's are kept.
+    // Buckler patch: an idle connection's buffers are freed, a busy one's are kept, and so is
+    // a read buffer a parsed message still borrows.
     #[cfg(not(miri))]
     #[tokio::test]
     async fn release_buffers_frees_only_empty_buffers() {
@@ -1122,22 +1127,33 @@ mod tests {
         assert_eq!(&buffered.read_buf[..], b"GET / HTTP/1.1\r\n");
         assert!(buffered.write_buf.headers.bytes.capacity() >= INIT_BUFFER_SIZE);
 
-        // Once consumed and flushed, both are let go of...
+        // Once consumed and flushed, the write buffer is let go of. The read buffer is kept
+        // where it is while the head parsed from it still borrows it: the next read goes in
+        // behind the head instead of into a new buffer.
         let head = buffered.read_buf.split();
         buffered.flush().await.expect("flush");
         let write_ptr = buffered.write_buf.headers.bytes.as_ptr();
         buffered.release_buffers();
-        assert_eq!(buffered.read_buf.capacity(), 0);
         assert_eq!(buffered.write_buf.headers.bytes.capacity(), 0);
+        assert!(buffered.read_buf.capacity() >= READ_SPACE_FLOOR);
+        assert_eq!(buffered.read_buf.as_ptr(), head.as_ptr().wrapping_add(head.len()));
+        assert!(spare::take_read().is_none(), "the request head still borrows it");
 
         // ...and the write buffer comes back from this thread's spares on the next write.
         buffered.headers_buf().extend(b"x");
         assert_eq!(buffered.write_buf.headers.bytes.as_ptr(), write_ptr);
         assert_eq!(&buffered.write_buf.headers.bytes[..], b"x");
 
-        // A read buffer a parsed message still borrows from is not kept as a spare; one
-        // nothing borrows from is, and the next read takes it.
-        assert!(spare::take_read().is_none(), "the request head still borrowed it");
+        // A borrowed read buffer with too little room left for the next read is let go of.
+        let mut nearly_full = BytesMut::with_capacity(INIT_BUFFER_SIZE);
+        nearly_full.extend_from_slice(&[b'x'; INIT_BUFFER_SIZE - READ_SPACE_FLOOR + 1]);
+        buffered.read_buf = nearly_full.split_off(nearly_full.len());
+        buffered.release_buffers();
+        assert_eq!(buffered.read_buf.capacity(), 0);
+        assert!(spare::take_read().is_none(), "still borrowed: not a spare");
+        drop(nearly_full);
+
+        // One nothing borrows from is a spare, and the next read takes it.
         drop(head);
         let mut whole = BytesMut::with_capacity(INIT_BUFFER_SIZE);
         whole.extend_from_slice(b"old");
