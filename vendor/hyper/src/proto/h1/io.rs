@@ -131,6 +131,30 @@ where
 
     /// Return the "allocated" available space, not the potential space
     /// that could be allocated in the future.
+    /// What the next read asks of the read buffer: `(next, wanted)`, the buffer is grown by
+    /// `next` when it has less than `wanted` free.
+    fn next_read_space(&self) -> (usize, usize) {
+        // Get the next amount to allocate, but make sure we don't go over
+        // the max read buf size configured.
+        let next = cmp::min(
+            self.read_buf_strategy.next(),
+            self.read_buf_strategy
+                .max()
+                .saturating_sub(self.read_buf.len()),
+        );
+        // Buckler patch: with the adaptive strategy at its initial size, read into the space the
+        // buffer has left while that is at least `READ_SPACE_FLOOR`. Asking `reserve` for a whole
+        // `next` every time reallocated the buffer on nearly every request: the message just
+        // parsed still borrows the front of it, so it cannot be reclaimed in place.
+        let wanted = match self.read_buf_strategy {
+            ReadStrategy::Adaptive { .. } if next <= INIT_BUFFER_SIZE => {
+                cmp::min(next, READ_SPACE_FLOOR)
+            }
+            _ => next,
+        };
+        (next, wanted)
+    }
+
     fn read_buf_remaining_mut(&self) -> usize {
         self.read_buf.capacity() - self.read_buf.len()
     }
@@ -247,30 +271,13 @@ where
             return Poll::Pending;
         }
         self.read_blocked = false;
-        // Get the next amount to allocate, but make sure we don't go over
-        // the max read buf size configured.
-        let next = cmp::min(
-            self.read_buf_strategy.next(),
-            self.read_buf_strategy
-                .max()
-                .saturating_sub(self.read_buf.len()),
-        );
         // Buckler patch: a released read buffer comes back from this thread's spares if it can.
         if self.read_buf.capacity() == 0 {
             if let Some(buf) = spare::take_read() {
                 self.read_buf = buf;
             }
         }
-        // Buckler patch: with the adaptive strategy at its initial size, read into the space the
-        // buffer has left while that is at least `READ_SPACE_FLOOR`. Asking `reserve` for a whole
-        // `next` every time reallocated the buffer on nearly every request: the message just
-        // parsed still borrows the front of it, so it cannot be reclaimed in place.
-        let wanted = match self.read_buf_strategy {
-            ReadStrategy::Adaptive { .. } if next <= INIT_BUFFER_SIZE => {
-                cmp::min(next, READ_SPACE_FLOOR)
-            }
-            _ => next,
-        };
+        let (next, wanted) = self.next_read_space();
         if self.read_buf_remaining_mut() < wanted {
             self.read_buf.reserve(next);
         }
@@ -309,13 +316,16 @@ where
     /// Buckler patch: frees the read and write buffers when neither holds a byte, so that an
     /// idle keep-alive connection keeps no buffer memory (16 KiB per connection otherwise).
     /// The next read or write takes a buffer again, as on a fresh connection: a spare one
-    /// (see `spare`) when this thread has one, else a new allocation.
+    /// (see `spare`) when this thread has one, else a new allocation. The exception is a read
+    /// buffer that a parsed message still borrows and that has room for the next read: it
+    /// stays, as it would if the connection were busy.
     pub(crate) fn release_buffers(&mut self) {
         if self.read_buf.is_empty() && self.read_buf.capacity() != 0 {
             // Whole again only when no message still borrows from it: then it is a spare.
             if self.read_buf.try_reclaim(INIT_BUFFER_SIZE) {
                 spare::put_read(std::mem::take(&mut self.read_buf));
-            } else if self.read_buf_remaining_mut() < READ_SPACE_FLOOR {
+            } else if self.read_buf_remaining_mut() < self.next_read_space().1 {
+                // The next read would grow it anyway.
                 self.read_buf = BytesMut::new();
             }
             // Else a message still borrows it (a client's response on its way to the caller),
