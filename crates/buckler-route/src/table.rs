@@ -11,7 +11,7 @@ use std::sync::Arc;
 use http::Method;
 use regex::Regex;
 
-use crate::template::{normalize_path, PathTemplate, TrieEdge};
+use crate::template::{normalize_path, percent_decode, PathTemplate, TrieEdge};
 
 /// Methods listed in `Allow`, in this order; others follow alphabetically.
 const ALLOW_ORDER: [Method; 7] = [
@@ -137,15 +137,19 @@ pub enum RouteMatch<'a, G> {
 
 impl<G> RoutingTable<G> {
     /// Finds where `method path` goes. `path` is the raw request path (a query is ignored,
-    /// one trailing slash is ignored).
+    /// one trailing slash is ignored). Each path segment is percent-decoded before it is
+    /// compared (`/caf%C3%A9` meets the template `/café`); `%2F` stays inside its segment.
     pub fn lookup(&self, method: &Method, path: &str) -> RouteMatch<'_, G> {
         let normalized = normalize_path(path);
-        let mut search = Search {
-            routes: &self.routes,
-            method,
-            best: None,
-            matched_any: false,
-        };
+        if normalized.contains('%') {
+            let decoded: Vec<std::borrow::Cow<'_, str>> =
+                normalized.split('/').map(percent_decode).collect();
+            let segments: Vec<&str> = decoded.iter().map(|s| s.as_ref()).collect();
+            // Only templates the trie cannot hold (a `{+rest}` inside a segment) see the
+            // joined text, and `{+rest}` spans slashes anyway.
+            let joined = segments.join("/");
+            return self.lookup_segments(method, &segments, &joined);
+        }
         // One pass over the path: up to 32 segments on the stack, longer paths on the heap.
         let mut inline: [&str; 32] = [""; 32];
         let heap: Vec<&str>;
@@ -168,6 +172,22 @@ impl<G> RoutingTable<G> {
             &heap
         } else {
             &inline[..count]
+        };
+        self.lookup_segments(method, segments, normalized)
+    }
+
+    /// The lookup proper, over the path's segments (`normalized` is them joined by `/`).
+    fn lookup_segments(
+        &self,
+        method: &Method,
+        segments: &[&str],
+        normalized: &str,
+    ) -> RouteMatch<'_, G> {
+        let mut search = Search {
+            routes: &self.routes,
+            method,
+            best: None,
+            matched_any: false,
         };
         self.root.collect(segments, &mut search);
         for &rank in &self.fallback {
@@ -509,6 +529,56 @@ mod tests {
         assert!(hit(&t, "GET", "/vx/x").is_none());
         assert_eq!(hit(&t, "GET", "/file-9").unwrap(), "GET /file-{id}");
         assert_eq!(hit(&t, "GET", "/prefix/a/b").unwrap(), "GET /pre{+rest}");
+    }
+
+    #[test]
+    fn segments_are_compared_decoded_and_an_encoded_slash_stays_in_its_segment() {
+        let t = table(&[
+            ("GET", "/Your API URL/x"),
+            ("GET", "/café"),
+            ("GET", "/files/{name}"),
+            ("GET", "/files/{a}/{b}"),
+            ("GET", "/encoded%20key"),
+            ("GET", "/r/{+rest}"),
+        ]);
+        assert_eq!(
+            hit(&t, "GET", "/Your%20API%20URL/x").unwrap(),
+            "GET /Your API URL/x"
+        );
+        assert_eq!(hit(&t, "GET", "/caf%C3%A9").unwrap(), "GET /café");
+        assert_eq!(hit(&t, "GET", "/caf%c3%a9?q=%20").unwrap(), "GET /café");
+        assert_eq!(hit(&t, "GET", "/files/a%2Fb").unwrap(), "GET /files/{name}");
+        assert_eq!(hit(&t, "GET", "/files/a/b").unwrap(), "GET /files/{a}/{b}");
+        assert_eq!(
+            hit(&t, "GET", "/encoded%20key").unwrap(),
+            "GET /encoded%20key"
+        );
+        assert_eq!(
+            hit(&t, "GET", "/encoded key").unwrap(),
+            "GET /encoded%20key"
+        );
+        assert_eq!(hit(&t, "GET", "/r/a%20b/c").unwrap(), "GET /r/{+rest}");
+        assert!(hit(&t, "GET", "/caf%FF").is_none());
+        match t.lookup(&Method::POST, "/caf%C3%A9") {
+            RouteMatch::MethodNotAllowed { allow } => assert_eq!(allow, "GET, HEAD"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_static_suffix_beats_a_variable_suffix() {
+        let t = table(&[
+            ("GET", "/{z}/{x}/{y}.{format}"),
+            ("GET", "/{z}/{x}/{y}.pbf"),
+        ]);
+        assert_eq!(
+            hit(&t, "GET", "/1/2/3.pbf").unwrap(),
+            "GET /{z}/{x}/{y}.pbf"
+        );
+        assert_eq!(
+            hit(&t, "GET", "/1/2/3.png").unwrap(),
+            "GET /{z}/{x}/{y}.{format}"
+        );
     }
 
     #[test]

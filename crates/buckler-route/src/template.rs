@@ -220,6 +220,47 @@ impl TrieEdge {
     }
 }
 
+/// Decodes `%XX` escapes in one path segment. An escape that is not two hex digits is kept as
+/// written, and so is the whole segment when the decoded bytes are not UTF-8 (`%FF`). `%2F`
+/// becomes a `/` inside the segment: it is never a separator, since the path is split first.
+pub(crate) fn percent_decode(segment: &str) -> std::borrow::Cow<'_, str> {
+    if !segment.contains('%') {
+        return std::borrow::Cow::Borrowed(segment);
+    }
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(high), Some(low)) => hex(*high).zip(hex(*low)),
+            _ => None,
+        };
+        match escaped {
+            Some((high, low)) => {
+                out.push(high << 4 | low);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    match String::from_utf8(out) {
+        Ok(decoded) => std::borrow::Cow::Owned(decoded),
+        Err(_) => std::borrow::Cow::Borrowed(segment),
+    }
+}
+
+fn hex(digit: u8) -> Option<u8> {
+    match digit {
+        b'0'..=b'9' => Some(digit - b'0'),
+        b'a'..=b'f' => Some(digit - b'a' + 10),
+        b'A'..=b'F' => Some(digit - b'A' + 10),
+        _ => None,
+    }
+}
+
 /// Strips the query, the leading `/` and one trailing `/`: what templates are matched against.
 pub(crate) fn normalize_path(path: &str) -> &str {
     let path = path.split_once('?').map_or(path, |(p, _)| p);
@@ -259,7 +300,10 @@ fn tokenize(body: &str) -> Result<Vec<Segment>, String> {
             return Err("unbalanced `}`".to_owned());
         } else {
             let end = rest.find(['/', '{', '}']).unwrap_or(rest.len());
-            segments.push(Segment::Static(rest[..end].into()));
+            // Requests are compared decoded, so a template written encoded (`/a%20b`) is
+            // decoded too and meets the request written either way.
+            let text = percent_decode(&rest[..end]);
+            segments.push(Segment::Static(text.as_ref().into()));
             rest = &rest[end..];
         }
     }
@@ -307,8 +351,9 @@ fn variable(input: &str) -> Result<(Segment, &str), String> {
     {
         return Err(format!("invalid variable name {name:?}"));
     }
+    // `{name:}` (an empty regex, seen in published documents) says nothing more than `{name}`.
+    let regex = regex.filter(|regex| !regex.is_empty());
     let token = match (prefix, regex) {
-        (None, Some("")) => return Err(format!("empty regex for variable {name:?}")),
         (None, Some(regex)) => Segment::Regex(regex.into()),
         (Some(_), Some(_)) => {
             return Err(format!(
@@ -343,21 +388,67 @@ impl PartialOrd for PathTemplate {
 }
 
 impl Ord for PathTemplate {
-    /// Specificity: token by token, the first differing priority decides; when one runs out
-    /// while all overlapping tokens tie, the longer is more specific; then canonical text.
+    /// Specificity, path segment by path segment (the tokens between two slashes); the first
+    /// segment pair that differs decides ([`segment_cmp`]). When one template runs out while
+    /// all overlapping segments tie, the longer is more specific; then canonical text.
     fn cmp(&self, other: &Self) -> Ordering {
-        for (a, b) in self.segments.iter().zip(&other.segments) {
-            match a.priority().cmp(&b.priority()) {
-                Ordering::Equal => {}
-                decided => return decided,
+        let mut mine = path_segments(&self.segments);
+        let mut theirs = path_segments(&other.segments);
+        loop {
+            match (mine.next(), theirs.next()) {
+                (Some(a), Some(b)) => match segment_cmp(a, b) {
+                    Ordering::Equal => {}
+                    decided => return decided,
+                },
+                (Some(_), None) => return Ordering::Less,
+                (None, Some(_)) => return Ordering::Greater,
+                (None, None) => break,
             }
         }
-        other
-            .segments
-            .len()
-            .cmp(&self.segments.len())
-            .then_with(|| self.canonical.cmp(&other.canonical))
+        self.canonical.cmp(&other.canonical)
     }
+}
+
+/// The path segments of a token list; none for the empty template `/`.
+fn path_segments(tokens: &[Segment]) -> impl Iterator<Item = &[Segment]> {
+    let split = (!tokens.is_empty()).then(|| tokens.split(|t| *t == Segment::Slash));
+    split.into_iter().flatten()
+}
+
+/// One path segment against another, `Less` = more specific:
+/// 1. literal text only beats a segment with a variable of any kind;
+/// 2. between segments with variables, more literal characters is more specific
+///    (`{y}.pbf` before `{y}.{format}`, `v{n}` before `{n}`), as JAX-RS and Spring decide;
+/// 3. then token by token, extension < variable < regex < rest, the first difference deciding;
+/// 4. then the segment with fewer tokens (fewer variables).
+///
+/// Two literal-only segments tie here (they never match the same text unless equal).
+fn segment_cmp(a: &[Segment], b: &[Segment]) -> Ordering {
+    let literal_only = |s: &[Segment]| s.iter().all(|t| matches!(t, Segment::Static(_)));
+    match (literal_only(a), literal_only(b)) {
+        (true, true) => return Ordering::Equal,
+        (true, false) => return Ordering::Less,
+        (false, true) => return Ordering::Greater,
+        (false, false) => {}
+    }
+    let literal_chars = |s: &[Segment]| -> usize {
+        s.iter()
+            .map(|t| match t {
+                Segment::Static(text) => text.chars().count(),
+                _ => 0,
+            })
+            .sum()
+    };
+    literal_chars(b)
+        .cmp(&literal_chars(a))
+        .then_with(|| {
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| x.priority().cmp(&y.priority()))
+                .find(|o| o.is_ne())
+                .unwrap_or(Ordering::Equal)
+        })
+        .then_with(|| a.len().cmp(&b.len()))
 }
 
 impl fmt::Display for PathTemplate {
@@ -423,7 +514,6 @@ mod tests {
             ("/a/{ }", "empty variable name"),
             ("/a/{na me}", "invalid variable name"),
             ("/x/{id: [0-9+}", "invalid regex"),
-            ("/x/{id: }", "empty regex"),
             ("/x/{id: a)|(b}", "invalid regex"),
             ("/{+a}/{+b}", "more than one `{+name}`"),
             ("/a{+a}/x{+b}", "more than one `{+name}`"),
@@ -495,6 +585,35 @@ mod tests {
         assert!(!t("/Users").matches("/users"), "case-sensitive");
     }
 
+    #[test]
+    fn an_empty_regex_is_a_plain_variable() {
+        assert_eq!(
+            segs("/x/{id:}"),
+            vec![
+                Segment::Static("x".into()),
+                Segment::Slash,
+                Segment::Variable
+            ]
+        );
+        assert_eq!(t("/x/{id: }"), t("/x/{id}"));
+        assert_eq!(segs("/{+p:}"), vec![Segment::Rest]);
+    }
+
+    #[test]
+    fn statics_are_decoded_and_escapes_that_are_not_utf8_or_hex_are_kept() {
+        assert_eq!(segs("/a%20b"), vec![Segment::Static("a b".into())]);
+        assert_eq!(t("/a%20b"), t("/a b"));
+        assert_eq!(percent_decode("caf%C3%A9"), "café");
+        assert_eq!(percent_decode("a%2Fb"), "a/b");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+        assert_eq!(percent_decode("%FF"), "%FF", "not UTF-8: kept as written");
+        assert!(matches!(
+            percent_decode("plain"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
+
     fn assert_order(more: &str, less: &str) {
         assert!(
             t(more) < t(less),
@@ -521,6 +640,20 @@ mod tests {
         assert_order("/x/{x}", "/x/{a: [0-9]+}");
         assert_order("/x/{a: [0-9]+}", "/x/{+r}");
         assert_order("/foo{.e}", "/{x}");
+        assert_order("/foo", "/foo{.e}");
+    }
+
+    #[test]
+    fn within_a_segment_more_literal_characters_is_more_specific() {
+        assert_order("/{z}/{x}/{y}.pbf", "/{z}/{x}/{y}.{format}");
+        assert_order("/{x}.json/y", "/{x}/y");
+        assert_order("/v{n}", "/{n}");
+        assert_order("/ab{n}", "/a{n}");
+        assert_order("/a{n}b", "/{n}");
+        assert_order("/{n}.json", "/{n}{.e}");
+        assert_order("/{n}", "/{n}{.e}");
+        assert_order("/pre{+r}", "/{x}");
+        assert_order("/{x}", "/{+r}");
         assert_eq!(t("/").cmp(&t("")), Ordering::Equal);
     }
 }
