@@ -8,7 +8,8 @@
 //! evenly spread one known: over any window of consecutive picks each candidate's count stays
 //! within a few picks of its exact share, so a weight-10 candidate never gets ten in a row
 //! behind a weight-1 one (the complaint about expanded-list round robin), and long-run shares are
-//! exact for any real weights, not only integers.
+//! exact for any real weights, not only integers. Draining candidates
+//! ([`WeightedPicker::with_draining`]) are picked only when no other candidate can serve.
 
 mod picker;
 mod ramp;

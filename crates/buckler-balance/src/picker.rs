@@ -13,12 +13,18 @@ const GOLDEN_STEP: u64 = 0x9E37_79B9_7F4A_7C15;
 /// - a zero-weight candidate is never picked while any candidate has a positive weight;
 /// - when every weight is zero, candidates are picked equally (the gateway's "weight 0 still
 ///   serves when nothing else can" rule);
-/// - an empty picker has nothing to pick and returns `None`.
+/// - an empty picker has nothing to pick and returns `None`;
+/// - a draining candidate (see [`with_draining`](Self::with_draining)) is picked only when no
+///   candidate that is not draining can serve, whatever the others' weights: a non-draining
+///   candidate at weight 0 still goes first (SPEC §4: removing A while B ramps up from 0 sends
+///   every new request to B).
 #[derive(Debug)]
 pub struct WeightedPicker {
     /// Upper bound of each candidate's interval on the `u64` circle, ascending; the last is
     /// `u64::MAX`. Zero-weight candidates get an empty interval.
     bounds: Box<[u64]>,
+    /// Per candidate: draining (served only when no other candidate can be).
+    draining: Box<[bool]>,
     counter: AtomicU64,
 }
 
@@ -26,15 +32,41 @@ impl WeightedPicker {
     /// A picker over `weights`, starting its sequence at `start` (carry the previous picker's
     /// [`position`](Self::position) over to keep the sequence going across table swaps).
     pub fn new(weights: &[f64], start: u64) -> Self {
+        Self::with_draining(weights, &[], start)
+    }
+
+    /// A picker over `weights` where `draining[i]` marks candidate `i` as draining (a missing
+    /// entry means not draining). While any candidate is not draining, draining ones get no
+    /// picks from [`pick`](Self::pick), and [`pick_among`](Self::pick_among) gives them picks
+    /// only when `allowed` holds no candidate that is not draining. Among the candidates that
+    /// serve, weights apply as in [`new`](Self::new): all at zero share equally.
+    pub fn with_draining(weights: &[f64], draining: &[bool], start: u64) -> Self {
+        let draining: Box<[bool]> = (0..weights.len())
+            .map(|i| draining.get(i).copied().unwrap_or(false))
+            .collect();
+        let any_serving = draining.iter().any(|d| !d);
         let clean: Vec<f64> = weights
             .iter()
-            .map(|w| if w.is_finite() && *w > 0.0 { *w } else { 0.0 })
+            .zip(draining.iter())
+            .map(|(w, drains)| {
+                let usable = w.is_finite() && *w > 0.0 && !(any_serving && *drains);
+                if usable {
+                    *w
+                } else {
+                    0.0
+                }
+            })
             .collect();
         let total: f64 = clean.iter().sum();
         let effective: Vec<f64> = if total > 0.0 {
             clean
         } else {
-            vec![1.0; weights.len()]
+            // Every serving candidate is at zero: they share equally, and the draining ones
+            // still wait unless nothing else is there.
+            draining
+                .iter()
+                .map(|drains| if any_serving && *drains { 0.0 } else { 1.0 })
+                .collect()
         };
         let total: f64 = effective.iter().sum();
         let mut bounds = Vec::with_capacity(effective.len());
@@ -52,6 +84,7 @@ impl WeightedPicker {
         }
         WeightedPicker {
             bounds: bounds.into_boxed_slice(),
+            draining,
             counter: AtomicU64::new(start),
         }
     }
@@ -80,12 +113,22 @@ impl WeightedPicker {
         Some(self.index_of(point(n)))
     }
 
+    /// True when candidate `index` is draining; false for an out-of-range index.
+    pub fn is_draining(&self, index: usize) -> bool {
+        self.draining.get(index).copied().unwrap_or(false)
+    }
+
     /// The next candidate among `allowed` (indices into this picker's candidates), weighted the
-    /// same way; `None` when `allowed` is empty. Out-of-range indices are ignored.
+    /// same way; `None` when `allowed` is empty. Out-of-range indices are ignored. Draining
+    /// candidates of `allowed` are picked only when every allowed candidate is draining (then
+    /// equally, their weight being zero).
     pub fn pick_among(&self, allowed: &[usize]) -> Option<usize> {
+        let in_range = |i: &&usize| **i < self.bounds.len();
+        let any_serving = allowed.iter().filter(in_range).any(|&i| !self.draining[i]);
         let widths: Vec<(usize, u64)> = allowed
             .iter()
-            .filter(|i| **i < self.bounds.len())
+            .filter(in_range)
+            .filter(|&&i| !(any_serving && self.draining[i]))
             .map(|&i| (i, self.width(i)))
             .collect();
         if widths.is_empty() {
@@ -250,6 +293,77 @@ mod tests {
             counts[picker.pick_among(&[0, 1]).unwrap()] += 1;
         }
         assert_eq!(counts, [500, 500, 0]);
+    }
+
+    #[test]
+    fn a_draining_candidate_waits_while_a_serving_one_is_at_zero() {
+        // A drains (weight 0), B is at 0 too: B takes everything, not half.
+        let picker = WeightedPicker::with_draining(&[0.0, 0.0], &[true, false], 0);
+        assert_eq!(counts(&picker, 1_000), [0, 1_000]);
+        assert!(picker.is_draining(0) && !picker.is_draining(1) && !picker.is_draining(9));
+        // Zero-weight serving candidates share equally; the draining one still waits.
+        let picker = WeightedPicker::with_draining(&[0.0, 0.0, 0.0], &[false, true, false], 0);
+        assert_eq!(counts(&picker, 1_000), [500, 0, 500]);
+        // A draining candidate given a positive weight by mistake still waits.
+        let picker = WeightedPicker::with_draining(&[5.0, 1.0], &[true, false], 0);
+        assert_eq!(counts(&picker, 1_000), [0, 1_000]);
+    }
+
+    #[test]
+    fn draining_candidates_serve_only_when_nothing_else_can() {
+        let picker = WeightedPicker::with_draining(&[0.0, 0.0, 0.0], &[true, true, false], 0);
+        // The serving candidate is excluded (a retry, a negotiated subset): the draining
+        // ones share what is left equally.
+        let mut among = [0usize; 3];
+        for _ in 0..1_000 {
+            among[picker.pick_among(&[0, 1]).unwrap()] += 1;
+        }
+        assert_eq!(among, [500, 500, 0]);
+        // With the serving candidate allowed, it takes every pick.
+        for _ in 0..1_000 {
+            assert_eq!(picker.pick_among(&[0, 1, 2]), Some(2));
+        }
+        // Every candidate draining: they share.
+        let all = WeightedPicker::with_draining(&[0.0, 0.0], &[true, true], 0);
+        assert_eq!(counts(&all, 1_000), [500, 500]);
+        // A short `draining` slice means "not draining" for the rest.
+        let short = WeightedPicker::with_draining(&[0.0, 0.0], &[true], 0);
+        assert_eq!(counts(&short, 100), [0, 100]);
+    }
+
+    #[test]
+    fn removing_a_while_b_ramps_up_from_zero_sends_every_request_to_b() {
+        use crate::{RampSchedule, WeightRamp};
+        use std::time::Duration;
+        let schedule = RampSchedule {
+            step_count: 4,
+            step_duration: Duration::from_secs(3),
+        };
+        // A served at 10; at t=100 s the set is replaced by B at 10: A drains at 0 at once,
+        // B (new to the ramp at 0) moves 0 → 10 in four steps.
+        let mut a = WeightRamp::fixed(10.0, schedule);
+        let mut b = WeightRamp::fixed(0.0, schedule);
+        let change = Duration::from_secs(100);
+        a.jump(0.0);
+        b.retarget(10.0, change);
+        let mut saw_zero = false;
+        for tenth in 0..=150 {
+            let now = change + Duration::from_millis(100 * tenth);
+            let weights = [a.effective(now), b.effective(now)];
+            saw_zero |= weights[1] == 0.0;
+            let picker = WeightedPicker::with_draining(&weights, &[true, false], tenth);
+            for _ in 0..50 {
+                assert_eq!(
+                    picker.pick(),
+                    Some(1),
+                    "at {now:?} with weights {weights:?}"
+                );
+            }
+        }
+        assert!(saw_zero, "the first step is a whole step-duration away");
+        // B fails (excluded): then, and only then, the draining A serves.
+        let picker = WeightedPicker::with_draining(&[0.0, 0.0], &[true, false], 0);
+        assert_eq!(picker.pick_among(&[0]), Some(0));
     }
 
     #[test]
