@@ -123,7 +123,7 @@ impl Ctx {
         self.error_pos(value.line, value.column, path, message);
     }
 
-    fn error_key(&mut self, key: &Key, path: &str, message: impl Into<String>) {
+    pub(crate) fn error_key(&mut self, key: &Key, path: &str, message: impl Into<String>) {
         self.error_pos(key.line, key.column, path, message);
     }
 
@@ -135,8 +135,8 @@ impl Ctx {
         );
     }
 
-    /// Checks that `value` is an object whose keys are all in `fields`, none repeated, and
-    /// every required one present.
+    /// Checks that `value` is an object whose keys are all in `fields` and every required one
+    /// present; a repeated key (already reported as a duplicate) is skipped.
     pub(crate) fn object<'v>(
         &mut self,
         value: &'v Value,
@@ -157,8 +157,9 @@ impl Ctx {
         let mut seen: Vec<&str> = Vec::new();
         let mut kept = Vec::new();
         for (key, item) in entries {
+            // Repeats were reported when the document was read (`json5::duplicate_keys`):
+            // the first occurrence is the one validated.
             if seen.contains(&key.name.as_str()) {
-                self.error_key(key, &join(&key.name), "duplicate key");
                 continue;
             }
             seen.push(&key.name);
@@ -234,6 +235,31 @@ impl Ctx {
             }
             _ => {
                 self.expected(value, path, "an integer");
+                None
+            }
+        }
+    }
+
+    /// A finite number within `min ..= max` (fractions allowed).
+    pub(crate) fn number(&mut self, value: &Value, path: &str, min: f64, max: f64) -> Option<f64> {
+        match &value.kind {
+            Kind::Number {
+                text,
+                value: number,
+            } => {
+                if number.is_finite() && *number >= min && *number <= max {
+                    Some(*number)
+                } else {
+                    self.error_at(
+                        value,
+                        path,
+                        format!("{text} is out of range ({min} to {max})"),
+                    );
+                    None
+                }
+            }
+            _ => {
+                self.expected(value, path, "a number");
                 None
             }
         }

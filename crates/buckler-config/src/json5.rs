@@ -74,6 +74,42 @@ pub fn parse(text: &str, strict: bool) -> Result<Value, SyntaxError> {
     Ok(value)
 }
 
+/// Every key that repeats an earlier key of the same object, with its path in the validator's
+/// form (`domains[0].tls.cert`, `[2].weight` for a top-level array): duplicates are an error
+/// in the file and in strict JSON alike. The first occurrence is not listed, only each repeat,
+/// at its own position.
+pub fn duplicate_keys(value: &Value) -> Vec<(String, &Key)> {
+    let mut found = Vec::new();
+    collect_duplicates(value, "", &mut found);
+    found
+}
+
+fn collect_duplicates<'v>(value: &'v Value, path: &str, found: &mut Vec<(String, &'v Key)>) {
+    match &value.kind {
+        Kind::Object(entries) => {
+            // A hash, not a scan: a hostile body with many keys stays linear.
+            let mut seen = std::collections::HashSet::with_capacity(entries.len());
+            for (key, item) in entries {
+                let item_path = if path.is_empty() {
+                    key.name.clone()
+                } else {
+                    format!("{path}.{}", key.name)
+                };
+                if !seen.insert(key.name.as_str()) {
+                    found.push((item_path.clone(), key));
+                }
+                collect_duplicates(item, &item_path, found);
+            }
+        }
+        Kind::Array(items) => {
+            for (index, item) in items.iter().enumerate() {
+                collect_duplicates(item, &format!("{path}[{index}]"), found);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Nesting deeper than this is refused (no stack overflow on hostile input).
 const MAX_DEPTH: usize = 128;
 
@@ -442,6 +478,24 @@ mod tests {
             .unwrap_err()
             .message
             .contains("nesting"));
+    }
+
+    #[test]
+    fn duplicate_keys_are_found_with_paths_and_positions() {
+        let value = parse("{ a: 1, b: { c: [{ d: 1, d: 2 }] },\n  a: 3 }", false).unwrap();
+        let found: Vec<(String, u32, u32)> = duplicate_keys(&value)
+            .into_iter()
+            .map(|(path, key)| (path, key.line, key.column))
+            .collect();
+        assert_eq!(
+            found,
+            vec![("b.c[0].d".to_owned(), 1, 26), ("a".to_owned(), 2, 3)]
+        );
+        let strict = parse(r#"[{"weight": 1, "weight": 2}]"#, true).unwrap();
+        let found = duplicate_keys(&strict);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].0, "[0].weight");
+        assert!(duplicate_keys(&parse("{ a: { a: 1 } }", false).unwrap()).is_empty());
     }
 
     #[test]

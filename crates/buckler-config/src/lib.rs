@@ -7,6 +7,7 @@ mod errors;
 mod json5;
 mod model;
 mod schema;
+pub mod support;
 mod upstream;
 mod validate;
 
@@ -16,7 +17,7 @@ pub use errors::{ConfigError, ConfigErrors};
 pub use model::*;
 pub use schema::json_schema;
 
-/// Reads and validates a configuration file.
+/// Reads and validates a configuration file, refusing keys that are not built ([`parse`]).
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     match std::fs::read_to_string(path) {
         Ok(text) => parse(&text, path),
@@ -31,17 +32,24 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 }
 
 /// Validates configuration text; `file` names it in errors and anchors relative paths.
+/// Keys this build does not act on are refused ([`support`]), so every caller (`check`,
+/// `run`, a reload) accepts exactly the same files.
 pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigErrors> {
+    parse_gated(text, file, true)
+}
+
+/// [`parse`], with the [`support`] gate applied or not (the model's own tests cover keys that
+/// are not built yet).
+pub(crate) fn parse_gated(text: &str, file: &Path, gate: bool) -> Result<Config, ConfigErrors> {
     let name = file.display().to_string();
     let mut ctx = errors::Ctx::new(&name);
-    let document = match json5::parse(text, false) {
-        Ok(document) => document,
-        Err(error) => {
-            ctx.error_pos(error.line, error.column, "", error.message);
-            return ctx.finish(None);
-        }
+    let Some(document) = read_document(&mut ctx, text, false) else {
+        return ctx.finish(None);
     };
     let config = validate::config(&mut ctx, &document, file);
+    if gate {
+        support::gate(&mut ctx, &document);
+    }
     ctx.finish(config)
 }
 
@@ -53,15 +61,29 @@ pub fn parse_upstreams(
     defaults: &LambdaDefaults,
 ) -> Result<Vec<UpstreamSpec>, ConfigErrors> {
     let mut ctx = errors::Ctx::new(source);
-    let document = match json5::parse(json, true) {
-        Ok(document) => document,
-        Err(error) => {
-            ctx.error_pos(error.line, error.column, "", error.message);
-            return ctx.finish(None);
-        }
+    let Some(document) = read_document(&mut ctx, json, true) else {
+        return ctx.finish(None);
     };
     let specs = upstream::upstream_list(&mut ctx, &document, "", defaults);
     ctx.finish(specs)
+}
+
+/// Parses JSON5 (or strict JSON) and reports every repeated key of an object at its position:
+/// `None` only on a syntax error; duplicates leave a document to validate (every problem is
+/// listed at once) but fail the whole.
+fn read_document(ctx: &mut errors::Ctx, text: &str, strict: bool) -> Option<json5::Value> {
+    match json5::parse(text, strict) {
+        Ok(document) => {
+            for (path, key) in json5::duplicate_keys(&document) {
+                ctx.error_key(key, &path, "duplicate key");
+            }
+            Some(document)
+        }
+        Err(error) => {
+            ctx.error_pos(error.line, error.column, "", error.message);
+            None
+        }
+    }
 }
 
 #[cfg(test)]

@@ -40,6 +40,10 @@ pub(crate) enum Ty {
     Str,
     Bool,
     UInt,
+    /// A number, fractions allowed.
+    Number,
+    /// A positive integer or the string "auto".
+    UIntOrAuto,
     Duration,
     Size,
     StrList,
@@ -54,11 +58,114 @@ pub(crate) enum Ty {
 
 pub(crate) const TLS: &[Field] = &[
     Field::req(
+        "listen",
+        Ty::StrOrList,
+        "HTTPS listener address(es), \"ip:port\"; restart-only.",
+    ),
+    Field::req(
         "cert",
         Ty::Str,
-        "PEM certificate chain file (relative to the config file).",
+        "Default PEM certificate chain file (relative to the config file).",
     ),
-    Field::req("key", Ty::Str, "PEM private key file."),
+    Field::req("key", Ty::Str, "Default PEM private key file."),
+    Field::opt(
+        "min-version",
+        Ty::Enum(&["1.2", "1.3"]),
+        "Lowest TLS version offered (default \"1.2\").",
+    ),
+];
+
+pub(crate) const DOMAIN_TLS: &[Field] = &[
+    Field::req(
+        "cert",
+        Ty::Str,
+        "PEM certificate chain served when SNI names this domain.",
+    ),
+    Field::req("key", Ty::Str, "Its PEM private key file."),
+];
+
+pub(crate) const GUARD: &[Field] = &[
+    Field::opt(
+        "max-error-rate-increase",
+        Ty::Number,
+        "Error-rate excess of a gaining upstream over the baseline that acts, 0 to 1 (default 0.02).",
+    ),
+    Field::opt(
+        "max-p99-ratio",
+        Ty::Number,
+        "p99 ratio over the baseline that acts, at least 1 (default 2.0).",
+    ),
+    Field::opt(
+        "p99-floor",
+        Ty::Duration,
+        "A p99 below this never acts (default \"10ms\").",
+    ),
+    Field::opt(
+        "min-requests",
+        Ty::UInt,
+        "Requests each side needs before judging (default 200).",
+    ),
+    Field::opt(
+        "action",
+        Ty::Enum(&["pause", "rollback"]),
+        "What the guard does (default \"rollback\").",
+    ),
+];
+
+pub(crate) const CIRCUIT_BREAKER: &[Field] = &[
+    Field::opt(
+        "max-failures",
+        Ty::UInt,
+        "Consecutive failures that open an upstream's breaker (default 50).",
+    ),
+    Field::opt(
+        "endpoint-max-failures",
+        Ty::UInt,
+        "Consecutive failures that open an (upstream, endpoint) breaker (default 25).",
+    ),
+    Field::opt(
+        "reset-timeout",
+        Ty::Duration,
+        "How long a breaker stays open before a trial request (default \"10s\").",
+    ),
+    Field::opt(
+        "max-in-flight",
+        Ty::UInt,
+        "In-flight requests at which an upstream is skipped (default 10000).",
+    ),
+];
+
+pub(crate) const HEALTH_CHECK: &[Field] = &[
+    Field::req("path", Ty::Str, "Path probed with GET, e.g. \"/health\"."),
+    Field::opt(
+        "interval",
+        Ty::Duration,
+        "Time between probes (default \"5s\").",
+    ),
+    Field::opt("timeout", Ty::Duration, "Probe timeout (default \"1s\")."),
+    Field::opt(
+        "unhealthy-threshold",
+        Ty::UInt,
+        "Failed probes in a row that take an upstream out (default 3).",
+    ),
+    Field::opt(
+        "healthy-threshold",
+        Ty::UInt,
+        "Passed probes in a row that bring it back (default 2).",
+    ),
+];
+
+pub(crate) const RETRY: &[Field] = &[
+    Field::opt(
+        "attempts",
+        Ty::UInt,
+        "Retries per request on another upstream, 0 = none (default 1).",
+    ),
+    Field::opt(
+        "budget-percent",
+        Ty::UInt,
+        "Retries in flight as a percentage of requests in flight (default 20).",
+    ),
 ];
 
 pub(crate) const ADMIN: &[Field] = &[
@@ -114,6 +221,11 @@ pub(crate) const WEIGHTING: &[Field] = &[
         Ty::Duration,
         "Time between steps (default \"3s\").",
     ),
+    Field::opt(
+        "guard",
+        Ty::Object(GUARD),
+        "Automatic pause or rollback of a ramp that does worse than the baseline (absent = none).",
+    ),
 ];
 
 pub(crate) const ETCD: &[Field] = &[
@@ -147,13 +259,22 @@ pub(crate) const MIDDLEWARE_SETTINGS: &[Field] = &[
     Field::opt(
         "header-name",
         Ty::Str,
-        "api-key-auth: header carrying the key.",
+        "api-key-auth: header carrying the key (default X-Api-Key).",
     ),
-    Field::opt("allowed", Ty::StrList, "api-key-auth: accepted keys."),
+    Field::opt(
+        "allowed",
+        Ty::StrList,
+        "api-key-auth: accepted keys; an entry may be \"env:NAME\" or \"sha256:HEX\".",
+    ),
     Field::opt(
         "case-sensitive",
         Ty::Bool,
         "api-key-auth: compare keys case-sensitively (default true).",
+    ),
+    Field::opt(
+        "strip-header",
+        Ty::Bool,
+        "api-key-auth: remove the key header before forwarding (default false).",
     ),
     Field::opt(
         "calls-per",
@@ -171,9 +292,19 @@ pub(crate) const MIDDLEWARE_SETTINGS: &[Field] = &[
         "rate-limit: requests with this header skip the limit.",
     ),
     Field::opt(
+        "bypass-values",
+        Ty::StrList,
+        "rate-limit: values of bypass-header that skip the limit (absent: any value).",
+    ),
+    Field::opt(
         "kvstore",
         Ty::Str,
-        "rate-limit / response-cache: id of a `kvstores` entry.",
+        "rate-limit / response-cache: id of a `kvstores` entry (default: a private memory store).",
+    ),
+    Field::opt(
+        "max-object-bytes",
+        Ty::Size,
+        "response-cache: largest response body stored (default \"1mb\").",
     ),
 ];
 
@@ -194,7 +325,16 @@ pub(crate) const LISTENER_SETTINGS: &[Field] = &[Field::opt(
 
 pub(crate) const KVSTORE: &[Field] = &[
     Field::req("type", Ty::Enum(&["memory", "redis"]), "Store kind."),
-    Field::opt("url", Ty::Str, "redis: redis://host:port."),
+    Field::opt(
+        "max-bytes",
+        Ty::Size,
+        "memory: bound of the LRU store (default \"64mb\").",
+    ),
+    Field::opt(
+        "url",
+        Ty::Str,
+        "redis: redis://host:port (rediss:// for TLS).",
+    ),
 ];
 
 pub(crate) const LOG: &[Field] = &[
@@ -217,6 +357,11 @@ pub(crate) const DOMAIN: &[Field] = &[
         "Host matched against the Host header (port ignored); \"*\" catches the rest.",
     ),
     Field::opt(
+        "tls",
+        Ty::Object(DOMAIN_TLS),
+        "Certificate served when SNI names this domain.",
+    ),
+    Field::opt(
         "upstream-weighting",
         Ty::Object(WEIGHTING),
         "How weight changes ramp.",
@@ -227,9 +372,19 @@ pub(crate) const DOMAIN: &[Field] = &[
         "Longest a removed upstream drains (default \"60s\").",
     ),
     Field::opt(
+        "connect-timeout",
+        Ty::Duration,
+        "TCP + TLS connect to an upstream (default \"2s\").",
+    ),
+    Field::opt(
         "request-timeout",
         Ty::Duration,
         "Time to the upstream's response head (default \"5s\").",
+    ),
+    Field::opt(
+        "body-idle-timeout",
+        Ty::Duration,
+        "Longest silence inside a request or response body (default \"30s\").",
     ),
     Field::opt(
         "docs-refresh",
@@ -240,6 +395,31 @@ pub(crate) const DOMAIN: &[Field] = &[
         "ignore-extensions",
         Ty::StrList,
         "Extensions stripped from the last path segment, e.g. [\"json\"].",
+    ),
+    Field::opt(
+        "upstream-ca",
+        Ty::Str,
+        "PEM bundle trusted for https upstreams, besides the system store.",
+    ),
+    Field::opt(
+        "upstream-protocol",
+        Ty::Enum(&["auto", "http1", "h2c"]),
+        "auto (https: ALPN h2 or http/1.1; http: HTTP/1.1), http1, or h2c (default auto).",
+    ),
+    Field::opt(
+        "circuit-breaker",
+        Ty::Object(CIRCUIT_BREAKER),
+        "Breakers per upstream and per (upstream, endpoint).",
+    ),
+    Field::opt(
+        "health-check",
+        Ty::Object(HEALTH_CHECK),
+        "Active health checks of HTTP upstreams (absent = off).",
+    ),
+    Field::opt(
+        "retry",
+        Ty::Object(RETRY),
+        "Retries of idempotent requests that failed before any response byte.",
     ),
     Field::opt(
         "upstream-watcher",
@@ -289,7 +469,7 @@ pub(crate) const ROOT: &[Field] = &[
     Field::opt(
         "listen",
         Ty::StrOrList,
-        "Address(es) to listen on, \"ip:port\" (default 127.0.0.1:8080).",
+        "Plain HTTP address(es), \"ip:port\" (default 127.0.0.1:8080; [] = none, with tls); restart-only.",
     ),
     Field::opt(
         "tls",
@@ -297,6 +477,31 @@ pub(crate) const ROOT: &[Field] = &[
         "TLS for the main listener (HTTP/1.1 and HTTP/2 via ALPN).",
     ),
     Field::opt("admin", Ty::Object(ADMIN), "The admin API listener."),
+    Field::opt(
+        "workers",
+        Ty::UIntOrAuto,
+        "Request-serving threads: a number or \"auto\" (CPUs allowed; the default); restart-only.",
+    ),
+    Field::opt(
+        "max-connections",
+        Ty::UInt,
+        "Client connections held at once; over it, new ones wait (default 100000).",
+    ),
+    Field::opt(
+        "client-header-timeout",
+        Ty::Duration,
+        "A request head must arrive within this (default \"10s\").",
+    ),
+    Field::opt(
+        "client-idle-timeout",
+        Ty::Duration,
+        "An idle keep-alive connection is closed after this (default \"60s\").",
+    ),
+    Field::opt(
+        "http2-max-concurrent-streams",
+        Ty::UInt,
+        "HTTP/2 streams per client connection (default 100).",
+    ),
     Field::opt(
         "shutdown-grace",
         Ty::Duration,
@@ -331,6 +536,11 @@ fn schema_of(ty: Ty) -> Value {
         Ty::Str => json!({"type": "string"}),
         Ty::Bool => json!({"type": "boolean"}),
         Ty::UInt => json!({"type": "integer", "minimum": 0}),
+        Ty::Number => json!({"type": "number"}),
+        Ty::UIntOrAuto => json!({"oneOf": [
+            {"type": "integer", "minimum": 1},
+            {"const": "auto"}
+        ]}),
         Ty::Duration => json!({"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?(ms|s|m|h)$"}),
         Ty::Size => json!({"oneOf": [
             {"type": "integer", "minimum": 0},
@@ -339,7 +549,7 @@ fn schema_of(ty: Ty) -> Value {
         Ty::StrList => json!({"type": "array", "items": {"type": "string"}}),
         Ty::StrOrList => json!({"oneOf": [
             {"type": "string"},
-            {"type": "array", "items": {"type": "string"}, "minItems": 1}
+            {"type": "array", "items": {"type": "string"}}
         ]}),
         Ty::Enum(values) => json!({"enum": values}),
         Ty::Object(fields) => object_schema(fields),

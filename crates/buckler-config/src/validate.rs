@@ -27,20 +27,68 @@ pub(crate) fn config(ctx: &mut Ctx, root: &Value, file: &Path) -> Option<Config>
 
     let listen = match fields.get("listen") {
         None => Some(vec![SocketAddr::from(([127, 0, 0, 1], 8080))]),
-        Some(value) => listen(ctx, value),
+        Some(value) => addresses(ctx, value, "listen", true),
     };
     let tls = optional(ctx, &fields, "tls", schema::TLS, |ctx, f, path| {
-        let cert = f
-            .get("cert")
-            .and_then(|v| ctx.string(v, &format!("{path}.cert")))?;
-        let key = f
-            .get("key")
-            .and_then(|v| ctx.string(v, &format!("{path}.key")))?;
+        let listen = f
+            .get("listen")
+            .and_then(|v| addresses(ctx, v, &format!("{path}.listen"), false));
+        let (cert, key) = cert_pair(ctx, f, path, &resolve);
+        let min_version = match f.get("min-version") {
+            None => Some(TlsVersion::V1_2),
+            Some(v) => choice(
+                ctx,
+                v,
+                &format!("{path}.min-version"),
+                &[("1.2", TlsVersion::V1_2), ("1.3", TlsVersion::V1_3)],
+            ),
+        };
         Some(TlsConfig {
-            cert: resolve(cert),
-            key: resolve(key),
+            listen: listen?,
+            cert: cert?,
+            key: key?,
+            min_version: min_version?,
         })
     });
+    if let (Some(value), Some(addrs), Some(None)) = (fields.get("listen"), &listen, &tls) {
+        if addrs.is_empty() {
+            ctx.error_at(
+                value,
+                "listen",
+                "at least one address is required when there is no `tls` listener",
+            );
+        }
+    }
+    let workers = match fields.get("workers") {
+        None => Some(Workers::Auto),
+        Some(v) => workers(ctx, v),
+    };
+    let max_connections = fields
+        .get("max-connections")
+        .map_or(Some(100_000), |v| {
+            ctx.uint(v, "max-connections", 1, u32::MAX as u64)
+        })
+        .map(|n| n as u32);
+    let client_header_timeout = positive_duration_or(
+        ctx,
+        &fields,
+        "client-header-timeout",
+        "",
+        Duration::from_secs(10),
+    );
+    let client_idle_timeout = positive_duration_or(
+        ctx,
+        &fields,
+        "client-idle-timeout",
+        "",
+        Duration::from_secs(60),
+    );
+    let http2_max_concurrent_streams = fields
+        .get("http2-max-concurrent-streams")
+        .map_or(Some(100), |v| {
+            ctx.uint(v, "http2-max-concurrent-streams", 1, u32::MAX as u64)
+        })
+        .map(|n| n as u32);
     let admin = optional(ctx, &fields, "admin", schema::ADMIN, |ctx, f, path| {
         let listen = f
             .get("listen")
@@ -117,6 +165,11 @@ pub(crate) fn config(ctx: &mut Ctx, root: &Value, file: &Path) -> Option<Config>
         listen: listen?,
         tls: tls?,
         admin: admin?,
+        workers: workers?,
+        max_connections: max_connections?,
+        client_header_timeout: client_header_timeout?,
+        client_idle_timeout: client_idle_timeout?,
+        http2_max_concurrent_streams: http2_max_concurrent_streams?,
         shutdown_grace: shutdown_grace?,
         trust_proxies: trust_proxies?,
         trust_x_forwarded_proto: trust_proto?,
@@ -142,6 +195,133 @@ fn optional<T>(
     build(ctx, &inner, key).map(Some)
 }
 
+/// [`optional`] for a key under `prefix` (a domain, `upstream-weighting`).
+fn optional_at<T>(
+    ctx: &mut Ctx,
+    fields: &Fields<'_>,
+    prefix: &str,
+    key: &str,
+    table: &[Field],
+    build: impl FnOnce(&mut Ctx, &Fields<'_>, &str) -> Option<T>,
+) -> Option<Option<T>> {
+    let Some(value) = fields.get(key) else {
+        return Some(None);
+    };
+    let path = join(prefix, key);
+    let inner = ctx.object(value, &path, table)?;
+    build(ctx, &inner, &path).map(Some)
+}
+
+fn ramp_guard(ctx: &mut Ctx, f: &Fields<'_>, path: &str) -> Option<RampGuard> {
+    let defaults = RampGuard::default();
+    let error_rate = f
+        .get("max-error-rate-increase")
+        .map_or(Some(defaults.max_error_rate_increase), |v| {
+            ctx.number(v, &join(path, "max-error-rate-increase"), 0.0, 1.0)
+        });
+    let p99_ratio = f
+        .get("max-p99-ratio")
+        .map_or(Some(defaults.max_p99_ratio), |v| {
+            ctx.number(v, &join(path, "max-p99-ratio"), 1.0, 1_000_000.0)
+        });
+    let p99_floor = duration_or(ctx, f, "p99-floor", path, defaults.p99_floor);
+    let min_requests = f
+        .get("min-requests")
+        .map_or(Some(defaults.min_requests), |v| {
+            ctx.uint(v, &join(path, "min-requests"), 1, u32::MAX as u64)
+        });
+    let action = match f.get("action") {
+        None => Some(defaults.action),
+        Some(v) => choice(
+            ctx,
+            v,
+            &join(path, "action"),
+            &[
+                ("pause", GuardAction::Pause),
+                ("rollback", GuardAction::Rollback),
+            ],
+        ),
+    };
+    Some(RampGuard {
+        max_error_rate_increase: error_rate?,
+        max_p99_ratio: p99_ratio?,
+        p99_floor: p99_floor?,
+        min_requests: min_requests?,
+        action: action?,
+    })
+}
+
+fn circuit_breaker(ctx: &mut Ctx, f: &Fields<'_>, path: &str) -> Option<CircuitBreakerConfig> {
+    let defaults = CircuitBreakerConfig::default();
+    let count = |ctx: &mut Ctx, key: &str, default: u32| {
+        f.get(key)
+            .map_or(Some(default as u64), |v| {
+                ctx.uint(v, &join(path, key), 1, u32::MAX as u64)
+            })
+            .map(|n| n as u32)
+    };
+    let max_failures = count(ctx, "max-failures", defaults.max_failures);
+    let endpoint_max_failures = count(ctx, "endpoint-max-failures", defaults.endpoint_max_failures);
+    let max_in_flight = count(ctx, "max-in-flight", defaults.max_in_flight);
+    let reset_timeout = positive_duration_or(ctx, f, "reset-timeout", path, defaults.reset_timeout);
+    Some(CircuitBreakerConfig {
+        max_failures: max_failures?,
+        endpoint_max_failures: endpoint_max_failures?,
+        reset_timeout: reset_timeout?,
+        max_in_flight: max_in_flight?,
+    })
+}
+
+fn health_check(ctx: &mut Ctx, f: &Fields<'_>, path: &str) -> Option<HealthCheckConfig> {
+    let probe_path = f.get("path").and_then(|v| {
+        let text = ctx.string(v, &join(path, "path"))?;
+        if text.starts_with('/') {
+            Some(text)
+        } else {
+            ctx.error_at(
+                v,
+                &join(path, "path"),
+                format!("{text:?} must start with \"/\""),
+            );
+            None
+        }
+    });
+    let interval = positive_duration_or(ctx, f, "interval", path, Duration::from_secs(5));
+    let timeout = positive_duration_or(ctx, f, "timeout", path, Duration::from_secs(1));
+    let threshold = |ctx: &mut Ctx, key: &str, default: u64| {
+        f.get(key)
+            .map_or(Some(default), |v| ctx.uint(v, &join(path, key), 1, 1_000))
+            .map(|n| n as u32)
+    };
+    let unhealthy = threshold(ctx, "unhealthy-threshold", 3);
+    let healthy = threshold(ctx, "healthy-threshold", 2);
+    Some(HealthCheckConfig {
+        path: probe_path?,
+        interval: interval?,
+        timeout: timeout?,
+        unhealthy_threshold: unhealthy?,
+        healthy_threshold: healthy?,
+    })
+}
+
+fn retry(ctx: &mut Ctx, f: &Fields<'_>, path: &str) -> Option<RetryConfig> {
+    let defaults = RetryConfig::default();
+    let attempts = f
+        .get("attempts")
+        .map_or(Some(defaults.attempts as u64), |v| {
+            ctx.uint(v, &join(path, "attempts"), 0, 10)
+        });
+    let budget = f
+        .get("budget-percent")
+        .map_or(Some(defaults.budget_percent as u64), |v| {
+            ctx.uint(v, &join(path, "budget-percent"), 0, 100)
+        });
+    Some(RetryConfig {
+        attempts: attempts? as u32,
+        budget_percent: budget? as u32,
+    })
+}
+
 fn duration_or(
     ctx: &mut Ctx,
     fields: &Fields<'_>,
@@ -152,6 +332,92 @@ fn duration_or(
     match fields.get(key) {
         None => Some(default),
         Some(v) => ctx.duration(v, &join(prefix, key)),
+    }
+}
+
+/// Like [`duration_or`], refusing zero (a timeout of nothing would fail every request).
+fn positive_duration_or(
+    ctx: &mut Ctx,
+    fields: &Fields<'_>,
+    key: &str,
+    prefix: &str,
+    default: Duration,
+) -> Option<Duration> {
+    let duration = duration_or(ctx, fields, key, prefix, default)?;
+    if duration.is_zero() {
+        if let Some(v) = fields.get(key) {
+            ctx.error_at(v, &join(prefix, key), "must be greater than zero");
+        }
+        return None;
+    }
+    Some(duration)
+}
+
+/// A string that must be one of `options`; the error lists them.
+fn choice<T: Copy>(ctx: &mut Ctx, value: &Value, path: &str, options: &[(&str, T)]) -> Option<T> {
+    let Kind::String(text) = &value.kind else {
+        let names: Vec<String> = options.iter().map(|(n, _)| format!("{n:?}")).collect();
+        ctx.error_at(
+            value,
+            path,
+            format!(
+                "expected one of {}, found {}",
+                names.join(", "),
+                value.kind.describe()
+            ),
+        );
+        return None;
+    };
+    match options.iter().find(|(name, _)| name == text) {
+        Some((_, chosen)) => Some(*chosen),
+        None => {
+            let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+            ctx.error_at(
+                value,
+                path,
+                format!("unknown value {text:?}; valid: {}", names.join(", ")),
+            );
+            None
+        }
+    }
+}
+
+/// `cert` and `key` of a `tls` object, resolved against the config file's directory.
+fn cert_pair(
+    ctx: &mut Ctx,
+    fields: &Fields<'_>,
+    path: &str,
+    resolve: &dyn Fn(String) -> PathBuf,
+) -> (Option<PathBuf>, Option<PathBuf>) {
+    let mut file = |key: &str| {
+        fields
+            .get(key)
+            .and_then(|v| ctx.string(v, &format!("{path}.{key}")))
+            .map(resolve)
+    };
+    (file("cert"), file("key"))
+}
+
+fn workers(ctx: &mut Ctx, value: &Value) -> Option<Workers> {
+    match &value.kind {
+        Kind::String(text) if text == "auto" => Some(Workers::Auto),
+        Kind::Number { .. } => ctx
+            .uint(value, "workers", 1, 4096)
+            .map(|n| Workers::Count(n as u32)),
+        _ => {
+            ctx.error_at(
+                value,
+                "workers",
+                format!(
+                    "expected a thread count or \"auto\", found {}",
+                    match &value.kind {
+                        Kind::String(text) => format!("{text:?}"),
+                        other => other.describe().to_owned(),
+                    }
+                ),
+            );
+            None
+        }
     }
 }
 
@@ -178,25 +444,31 @@ fn socket_addr(ctx: &mut Ctx, value: &Value, path: &str) -> Option<SocketAddr> {
     }
 }
 
-fn listen(ctx: &mut Ctx, value: &Value) -> Option<Vec<SocketAddr>> {
+/// An address or a list of them; `allow_empty`: `[]` means none.
+fn addresses(
+    ctx: &mut Ctx,
+    value: &Value,
+    path: &str,
+    allow_empty: bool,
+) -> Option<Vec<SocketAddr>> {
     match &value.kind {
-        Kind::String(_) => socket_addr(ctx, value, "listen").map(|a| vec![a]),
-        Kind::Array(items) if !items.is_empty() => {
+        Kind::String(_) => socket_addr(ctx, value, path).map(|a| vec![a]),
+        Kind::Array(items) if allow_empty || !items.is_empty() => {
             let addrs: Vec<Option<SocketAddr>> = items
                 .iter()
                 .enumerate()
-                .map(|(i, item)| socket_addr(ctx, item, &format!("listen[{i}]")))
+                .map(|(i, item)| socket_addr(ctx, item, &format!("{path}[{i}]")))
                 .collect();
             addrs.into_iter().collect()
         }
         Kind::Array(_) => {
-            ctx.error_at(value, "listen", "at least one address is required");
+            ctx.error_at(value, path, "at least one address is required");
             None
         }
         other => {
             ctx.error_at(
                 value,
-                "listen",
+                path,
                 format!(
                     "expected an address or a list of addresses, found {}",
                     other.describe()
@@ -288,10 +560,25 @@ fn domain(
         }
         valid.then_some(name)
     });
+    let tls = optional_at(
+        ctx,
+        &fields,
+        path,
+        "tls",
+        schema::DOMAIN_TLS,
+        |ctx, f, tpath| {
+            let (cert, key) = cert_pair(ctx, f, tpath, resolve);
+            Some(DomainTls {
+                cert: cert?,
+                key: key?,
+            })
+        },
+    );
     let upstream_weighting = match fields.get("upstream-weighting") {
         None => Some(UpstreamWeighting {
             step_count: 10,
             step_duration: Duration::from_secs(3),
+            guard: None,
         }),
         Some(v) => {
             let wpath = p("upstream-weighting");
@@ -301,14 +588,66 @@ fn domain(
                 });
                 let step_duration =
                     duration_or(ctx, &w, "step-duration", &wpath, Duration::from_secs(3));
+                let guard = optional_at(ctx, &w, &wpath, "guard", schema::GUARD, ramp_guard);
                 Some(UpstreamWeighting {
                     step_count: step_count? as u32,
                     step_duration: step_duration?,
+                    guard: guard?,
                 })
             })
         }
     };
     let drain_timeout = duration_or(ctx, &fields, "drain-timeout", path, Duration::from_secs(60));
+    let connect_timeout = positive_duration_or(
+        ctx,
+        &fields,
+        "connect-timeout",
+        path,
+        Duration::from_secs(2),
+    );
+    let body_idle_timeout = positive_duration_or(
+        ctx,
+        &fields,
+        "body-idle-timeout",
+        path,
+        Duration::from_secs(30),
+    );
+    let upstream_ca = match fields.get("upstream-ca") {
+        None => Some(None),
+        Some(v) => ctx.string(v, &p("upstream-ca")).map(|f| Some(resolve(f))),
+    };
+    let upstream_protocol = match fields.get("upstream-protocol") {
+        None => Some(UpstreamProtocol::Auto),
+        Some(v) => choice(
+            ctx,
+            v,
+            &p("upstream-protocol"),
+            &[
+                ("auto", UpstreamProtocol::Auto),
+                ("http1", UpstreamProtocol::Http1),
+                ("h2c", UpstreamProtocol::H2c),
+            ],
+        ),
+    };
+    let circuit_breaker = optional_at(
+        ctx,
+        &fields,
+        path,
+        "circuit-breaker",
+        schema::CIRCUIT_BREAKER,
+        circuit_breaker,
+    )
+    .map(Option::unwrap_or_default);
+    let health_check = optional_at(
+        ctx,
+        &fields,
+        path,
+        "health-check",
+        schema::HEALTH_CHECK,
+        health_check,
+    );
+    let retry = optional_at(ctx, &fields, path, "retry", schema::RETRY, retry)
+        .map(Option::unwrap_or_default);
     let request_timeout = duration_or(
         ctx,
         &fields,
@@ -363,11 +702,19 @@ fn domain(
     };
     Some(DomainConfig {
         domain_name: domain_name?,
+        tls: tls?,
         upstream_weighting: upstream_weighting?,
         drain_timeout: drain_timeout?,
+        connect_timeout: connect_timeout?,
         request_timeout: request_timeout?,
+        body_idle_timeout: body_idle_timeout?,
         docs_refresh: docs_refresh?,
         ignore_extensions: ignore_extensions?,
+        upstream_ca: upstream_ca?,
+        upstream_protocol: upstream_protocol?,
+        circuit_breaker: circuit_breaker?,
+        health_check: health_check?,
+        retry: retry?,
         upstream_watcher: watcher?,
         middleware_chain: middleware_chain?,
         listeners: listeners?,
@@ -496,13 +843,32 @@ fn kvstores(
             .get("type")
             .and_then(|v| ctx.string(v, &format!("{ipath}.type")));
         let store = match kind.as_deref() {
-            Some("memory") => Some(KvStoreSpec::Memory),
+            Some("memory") => {
+                let max_bytes = f.get("max-bytes").map_or(Some(64 << 20), |v| {
+                    ctx.size(v, &format!("{ipath}.max-bytes"))
+                });
+                if let (Some(v), Some(_)) = (f.get("url"), &max_bytes) {
+                    ctx.error_at(v, &format!("{ipath}.url"), "only valid for a redis store");
+                    None
+                } else {
+                    max_bytes.map(|max_bytes| KvStoreSpec::Memory { max_bytes })
+                }
+            }
             Some("redis") => match f
                 .get("url")
                 .and_then(|v| ctx.string(v, &format!("{ipath}.url")))
             {
                 Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
-                    Some(KvStoreSpec::Redis { url })
+                    if let Some(v) = f.get("max-bytes") {
+                        ctx.error_at(
+                            v,
+                            &format!("{ipath}.max-bytes"),
+                            "only valid for a memory store",
+                        );
+                        None
+                    } else {
+                        Some(KvStoreSpec::Redis { url })
+                    }
                 }
                 Some(url) => {
                     if let Some(v) = f.get("url") {
@@ -567,6 +933,17 @@ fn middleware(
             }
         },
     };
+    // Ids compare case-insensitively: `Auth` and `auth` are one id, said twice.
+    for (i, (id, v)) in settings.iter().enumerate() {
+        if settings[..i].iter().any(|(other, _)| other == id) {
+            ctx.error_at(
+                v,
+                &format!("{path}.middleware.{id}"),
+                format!("duplicate middleware id {id:?} (ids compare case-insensitively)"),
+            );
+            return None;
+        }
+    }
     let Some(chain) = fields.get("middleware-chain") else {
         for (id, v) in &settings {
             ctx.error_at(
@@ -707,51 +1084,86 @@ fn build_middleware(
     };
     match builder {
         "api-key-auth" => {
-            let clean = only(ctx, &["header-name", "allowed", "case-sensitive"]);
-            let header = required(ctx, "header-name")
-                .and_then(|v| ctx.string(v, &format!("{spath}.header-name")));
-            let allowed =
-                required(ctx, "allowed").and_then(|v| ctx.str_list(v, &format!("{spath}.allowed")));
-            let case = settings
-                .and_then(|f| f.get("case-sensitive"))
-                .map_or(Some(true), |v| {
-                    ctx.boolean(v, &format!("{spath}.case-sensitive"))
+            let clean = only(
+                ctx,
+                &["header-name", "allowed", "case-sensitive", "strip-header"],
+            );
+            let header = settings
+                .and_then(|f| f.get("header-name"))
+                .map_or(Some("x-api-key".to_owned()), |v| {
+                    header_name(ctx, v, &format!("{spath}.header-name"))
                 });
+            let allowed = required(ctx, "allowed").and_then(|v| allowed_keys(ctx, v, spath));
+            let flag = |ctx: &mut Ctx, key: &str, default: bool| {
+                settings
+                    .and_then(|f| f.get(key))
+                    .map_or(Some(default), |v| ctx.boolean(v, &format!("{spath}.{key}")))
+            };
+            let case = flag(ctx, "case-sensitive", true);
+            let strip = flag(ctx, "strip-header", false);
             clean.then_some(())?;
             Some(MiddlewareBuilder::ApiKeyAuth {
-                header_name: header?.to_ascii_lowercase(),
+                header_name: header?,
                 allowed: allowed?,
                 case_sensitive: case?,
+                strip_header: strip?,
             })
         }
         "rate-limit" => {
             let clean = only(
                 ctx,
-                &["calls-per", "per-seconds", "bypass-header", "kvstore"],
+                &[
+                    "calls-per",
+                    "per-seconds",
+                    "bypass-header",
+                    "bypass-values",
+                    "kvstore",
+                ],
             );
             let calls = required(ctx, "calls-per")
                 .and_then(|v| ctx.uint(v, &format!("{spath}.calls-per"), 1, u32::MAX as u64));
             let per = required(ctx, "per-seconds")
                 .and_then(|v| ctx.uint(v, &format!("{spath}.per-seconds"), 1, 86_400));
-            let bypass = settings
-                .and_then(|f| f.get("bypass-header"))
-                .map_or(Some(String::new()), |v| {
-                    ctx.string(v, &format!("{spath}.bypass-header"))
-                });
+            let bypass = match settings.and_then(|f| f.get("bypass-header")) {
+                None => Some(None),
+                Some(v) => header_name(ctx, v, &format!("{spath}.bypass-header")).map(Some),
+            };
+            let bypass_values = match settings.and_then(|f| f.get("bypass-values")) {
+                None => Some(None),
+                Some(v) => {
+                    let vpath = format!("{spath}.bypass-values");
+                    let without_header = settings.is_some_and(|f| !f.has("bypass-header"));
+                    if without_header {
+                        ctx.error_at(v, &vpath, "only valid with bypass-header");
+                    }
+                    ctx.str_list(v, &vpath)
+                        .filter(|_| !without_header)
+                        .map(Some)
+                }
+            };
             let kvstore = store(ctx);
             clean.then_some(())?;
             Some(MiddlewareBuilder::RateLimit {
                 calls_per: calls?,
                 per_seconds: per?,
-                bypass_header: bypass?.to_ascii_lowercase(),
+                bypass_header: bypass?,
+                bypass_values: bypass_values?,
                 kvstore: kvstore?,
             })
         }
         "response-cache" => {
-            let clean = only(ctx, &["kvstore"]);
+            let clean = only(ctx, &["kvstore", "max-object-bytes"]);
             let kvstore = store(ctx);
+            let max_object_bytes = settings
+                .and_then(|f| f.get("max-object-bytes"))
+                .map_or(Some(1 << 20), |v| {
+                    ctx.size(v, &format!("{spath}.max-object-bytes"))
+                });
             clean.then_some(())?;
-            Some(MiddlewareBuilder::ResponseCache { kvstore: kvstore? })
+            Some(MiddlewareBuilder::ResponseCache {
+                kvstore: kvstore?,
+                max_object_bytes: max_object_bytes?,
+            })
         }
         other => {
             ctx.error_at(
@@ -764,6 +1176,72 @@ fn build_middleware(
             None
         }
     }
+}
+
+/// A header name (RFC 9110 token characters), lower-cased.
+fn header_name(ctx: &mut Ctx, value: &Value, path: &str) -> Option<String> {
+    let name = ctx.string(value, path)?;
+    let token = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if token {
+        Some(name.to_ascii_lowercase())
+    } else {
+        ctx.error_at(value, path, format!("{name:?} is not a header name"));
+        None
+    }
+}
+
+/// `api-key-auth` `allowed`: literal keys, `env:NAME` or `sha256:HEX` (64 hex digits).
+fn allowed_keys(ctx: &mut Ctx, value: &Value, spath: &str) -> Option<Vec<AllowedKey>> {
+    let path = format!("{spath}.allowed");
+    let items = ctx.array(value, &path)?;
+    let mut out = Vec::with_capacity(items.len());
+    let mut ok = true;
+    for (i, item) in items.iter().enumerate() {
+        let ipath = format!("{path}[{i}]");
+        let Some(text) = ctx.string(item, &ipath) else {
+            ok = false;
+            continue;
+        };
+        let entry = if let Some(name) = text.strip_prefix("env:") {
+            (!name.is_empty()).then(|| AllowedKey::Env(name.to_owned()))
+        } else if let Some(hex) = text.strip_prefix("sha256:") {
+            sha256_hex(hex).map(AllowedKey::Sha256)
+        } else {
+            (!text.is_empty()).then(|| AllowedKey::Literal(text.clone()))
+        };
+        match entry {
+            Some(entry) => out.push(entry),
+            None => {
+                // Never echo a literal key into a log line.
+                let shown = if text.starts_with("env:") || text.starts_with("sha256:") {
+                    format!("{text:?}")
+                } else {
+                    "an empty key".to_owned()
+                };
+                ctx.error_at(
+                    item,
+                    &ipath,
+                    format!("{shown} is not a key, \"env:NAME\" or \"sha256:\" and 64 hex digits"),
+                );
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(out)
+}
+
+fn sha256_hex(hex: &str) -> Option<[u8; 32]> {
+    if hex.len() != 64 || !hex.is_ascii() {
+        return None;
+    }
+    let mut digest = [0u8; 32];
+    for (i, byte) in digest.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(digest)
 }
 
 fn listeners(
