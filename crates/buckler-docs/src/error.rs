@@ -10,11 +10,9 @@ pub enum DocsError {
     TooManyPaths { count: usize, limit: usize },
     #[error("document declares {count} operations, more than the limit of {limit}")]
     TooManyOperations { count: usize, limit: usize },
-    /// The body starts like YAML (or another non-JSON format).
-    #[error("expected a JSON document; YAML is not supported")]
-    NotJson,
-    /// Malformed JSON, a wrong type or a missing field, with its position and, where known,
-    /// the JSON path of the offending value (`paths./pets.get.parameters[0].required`).
+    /// Malformed JSON or YAML, a wrong type or a missing field, with its position (line and
+    /// column in the document as sent, JSON or YAML) and, where known, the path of the
+    /// offending value (`paths./pets.get.parameters[0].required`).
     #[error("invalid document at line {line}, column {column}{}: {message}", at(.path))]
     Json {
         line: usize,
@@ -52,6 +50,14 @@ pub enum DocsError {
         method: String,
         reference: String,
     },
+    /// A path item given as `$ref` that cannot be inlined: not a local `#/...` reference, a
+    /// pointer to nothing or to something that is not an object, or a chain or cycle.
+    #[error("path {path}: cannot resolve path item reference {reference:?}: {problem}")]
+    PathItemReference {
+        path: String,
+        reference: String,
+        problem: &'static str,
+    },
     #[error("{path}: operation #{index} declares no method")]
     MissingMethod { path: String, index: usize },
     #[error("{path}: unsupported method {method:?}")]
@@ -73,7 +79,25 @@ impl DocsError {
             line: error.line(),
             column: error.column(),
             path,
-            message: strip_position(&error.to_string()),
+            message: tidy(&strip_position(&error.to_string())),
+        }
+    }
+
+    /// From a YAML error (syntax, budget or type) and the path reached when it happened.
+    pub(crate) fn yaml(error: &serde_saphyr::Error, path: String) -> Self {
+        let (line, column) = error
+            .location()
+            .map_or((0, 0), |l| (l.line() as usize, l.column() as usize));
+        let message = strip_position(&error.to_string());
+        // The library's advice to its own caller, not to the document's author.
+        let message = message
+            .replace(", set DuplicateKeyPolicy in Options if acceptable", "")
+            .replace(" (see Budget)", "");
+        DocsError::Json {
+            line,
+            column,
+            path: if path == "." { String::new() } else { path },
+            message: tidy(&message),
         }
     }
 
@@ -81,6 +105,28 @@ impl DocsError {
     pub(crate) fn tracked(error: &serde_path_to_error::Error<serde_json::Error>) -> Self {
         DocsError::json(error.inner(), error.path().to_string())
     }
+}
+
+/// Serde names the Rust type it expected (`expected struct Census`); the author of a
+/// document needs to hear that an object (a map) was expected.
+pub(crate) fn tidy(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find("struct ") {
+        let after = &rest[at + "struct ".len()..];
+        let name_len = after
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(after.len());
+        out.push_str(&rest[..at]);
+        if name_len == 0 {
+            out.push_str("struct ");
+        } else {
+            out.push_str("an object (a map of keys to values)");
+        }
+        rest = &after[name_len..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// serde_json appends " at line L column C" to its messages; the variant carries them apart.
@@ -118,6 +164,15 @@ mod tests {
             rootless.to_string(),
             "invalid document at line 1, column 1: expected value"
         );
+    }
+
+    #[test]
+    fn rust_type_names_become_plain_words() {
+        assert_eq!(
+            tidy("invalid type: string \"swagger\", expected struct Census"),
+            "invalid type: string \"swagger\", expected an object (a map of keys to values)"
+        );
+        assert_eq!(tidy("a struct  b"), "a struct  b");
     }
 
     #[test]

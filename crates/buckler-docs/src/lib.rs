@@ -1,4 +1,4 @@
-//! Upstream API documents — Swagger 2.0, OpenAPI 3.0/3.1 and Swagger 1.2 (JSON only) — parsed
+//! Upstream API documents — Swagger 2.0, OpenAPI 3.0/3.1 and Swagger 1.2, JSON or YAML — parsed
 //! into one normalised model, `openapiv3::OpenAPI`, and the routable endpoints extracted from
 //! it. Routing and the merged `/spec` are built only from the model. Pure: bytes in, values
 //! out, no I/O.
@@ -29,6 +29,7 @@ mod limits;
 mod media;
 mod model;
 mod openapi3;
+mod pointer;
 mod schema;
 mod swagger1;
 mod swagger2;
@@ -36,9 +37,19 @@ mod swagger2;
 pub use endpoints::{endpoints, service_info, Endpoint, ParamLocation, Parameter};
 pub use error::DocsError;
 pub use limits::Limits;
-pub use openapi3::parse_openapi3;
+pub use openapi3::{parse_openapi3, parse_openapi3_as};
 pub use swagger1::{parse_swagger1, swagger1_listing};
-pub use swagger2::parse_swagger2;
+pub use swagger2::{parse_swagger2, parse_swagger2_as};
+
+/// How a document's bytes are read. Every parser accepts both; [`DocFormat::sniff`] decides
+/// when no `Content-Type` names one ([`DocFormat::from_content_type`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DocFormat {
+    /// RFC 8259 JSON.
+    Json,
+    /// YAML 1.2 (core schema), one document; anchors and aliases within budget.
+    Yaml,
+}
 
 /// Operation extension: the effective consumed media types (a JSON array of strings).
 pub const X_CONSUMES: &str = "x-buckler-consumes";

@@ -5,35 +5,52 @@
 //! nullable: true`, a type list with several non-null types and `type: "null"` lose their type
 //! (any value), `const` becomes a one-value `enum`, numeric `exclusiveMinimum`/`Maximum` become
 //! `minimum`/`maximum` with the 3.0 boolean flag, `examples` lists become `example` (the first);
-//! `webhooks` and `jsonSchemaDialect` are dropped; `paths` may be absent; path items referring
-//! to `#/components/pathItems/...` are inlined. 3.0 documents are read as they are.
+//! a boolean schema becomes `{}` (`true`) or `{"not": {}}` (`false`); `webhooks` and
+//! `jsonSchemaDialect` are dropped; `paths` may be absent. 3.0 documents are read as they are.
+//!
+//! In both: a path item given as a local `$ref` (`#/components/pathItems/x`,
+//! `#/paths/~1other`, any `#/...` pointer, chains followed) is inlined, its own keys over the
+//! target's; one that cannot be (another file, a pointer to nothing) rejects the document.
+//! Callbacks do not route: one given as a `$ref` is inlined when it resolves, and a callback
+//! the model cannot hold is dropped rather than rejecting the document. A YAML `info.version`
+//! written as a number (`1.0`) is read as its text.
 
 use openapiv3 as oa;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::json::{census, json_body};
-use crate::{DocsError, Limits, X_DISABLED_LISTENERS, X_DISABLED_MIDDLEWARE};
+use crate::json::{census, parse_value, read_body, version_text};
+use crate::pointer::{merged, resolve_local};
+use crate::{DocFormat, DocsError, Limits, X_DISABLED_LISTENERS, X_DISABLED_MIDDLEWARE};
 
 const METHODS: [&str; 8] = [
     "get", "put", "post", "delete", "options", "head", "patch", "trace",
 ];
 
-/// Parses an OpenAPI 3.0.x or 3.1.x JSON document into the model.
+/// Parses an OpenAPI 3.0.x or 3.1.x document, JSON or YAML (told apart by content), into the
+/// model.
 ///
-/// Checks, in order: size, YAML, version (`openapi` must be `3.0[.x]` or `3.1[.x]`), path and
-/// operation counts, JSON syntax (line and column), parameter locations (`query`, `header`,
-/// `path`, `cookie`), then the model (errors name the JSON path of the failing object).
-/// `x-buckler-*` extensions from the upstream are removed; `x-disabled-*` keys are matched
-/// case-insensitively.
+/// Checks, in order: size, version (`openapi` must be `3.0[.x]` or `3.1[.x]`), path and
+/// operation counts, syntax (line and column), path item references, parameter locations
+/// (`query`, `header`, `path`, `cookie`), then the model (errors name the path of the failing
+/// object). `x-buckler-*` extensions from the upstream are removed; `x-disabled-*` keys are
+/// matched case-insensitively.
 pub fn parse_openapi3(bytes: &[u8], limits: &Limits) -> Result<oa::OpenAPI, DocsError> {
-    let body = json_body(bytes, limits)?;
+    parse_openapi3_as(bytes, None, limits)
+}
+
+/// [`parse_openapi3`], read as `format` when the source said which (its `Content-Type`, see
+/// [`DocFormat::from_content_type`]); `None` or [`DocFormat::Json`] let the content decide.
+pub fn parse_openapi3_as(
+    bytes: &[u8],
+    format: Option<DocFormat>,
+    limits: &Limits,
+) -> Result<oa::OpenAPI, DocsError> {
+    let body = read_body(bytes, limits, format)?;
     let census = census(body, limits)?;
-    let minor = census
-        .openapi
-        .as_ref()
-        .and_then(Value::as_str)
+    let minor = version_text(census.openapi.as_ref())
+        .as_deref()
         .and_then(minor_version);
     let Some(minor) = minor else {
         return Err(DocsError::WrongVersion {
@@ -43,14 +60,23 @@ pub fn parse_openapi3(bytes: &[u8], limits: &Limits) -> Result<oa::OpenAPI, Docs
             expected: "\"3.0.x\" or \"3.1.x\"",
         });
     };
-    let mut document: Value =
-        serde_json::from_slice(body).map_err(|e| DocsError::json(&e, String::new()))?;
+    let mut document: Value = parse_value(body)?;
     let Value::Object(root) = &mut document else {
         return Err(DocsError::Invalid {
             path: ".".to_owned(),
-            message: "expected a JSON object".to_owned(),
+            message: "expected an object (a map of keys to values)".to_owned(),
         });
     };
+    root.insert("openapi".to_owned(), Value::from(format!("3.{minor}.0")));
+    inline_path_items(root)?;
+    inline_callbacks(root);
+    if let Some(Value::Object(info)) = root.get_mut("info") {
+        if let Some(version) = info.get_mut("version") {
+            if matches!(version, Value::Number(_) | Value::Bool(_)) {
+                *version = Value::from(version.to_string());
+            }
+        }
+    }
     if minor == 1 {
         down_convert_31(root);
     }
@@ -60,9 +86,115 @@ pub fn parse_openapi3(bytes: &[u8], limits: &Limits) -> Result<oa::OpenAPI, Docs
         Err(error) => Err(
             locate_error(&document).unwrap_or_else(|| DocsError::Invalid {
                 path: ".".to_owned(),
-                message: error.to_string(),
+                message: crate::error::tidy(&error.to_string()),
             }),
         ),
+    }
+}
+
+/// Replaces every path item given as `$ref` by the object it names (see the module docs).
+fn inline_path_items(root: &mut Map<String, Value>) -> Result<(), DocsError> {
+    let has_reference = root
+        .get("paths")
+        .and_then(Value::as_object)
+        .is_some_and(|paths| paths.values().any(|item| item.get("$ref").is_some()));
+    if !has_reference {
+        return Ok(());
+    }
+    let whole = Value::Object(std::mem::take(root));
+    let resolved = resolve_path_items(&whole);
+    if let Value::Object(whole) = whole {
+        *root = whole;
+    }
+    if let Some(Value::Object(paths)) = root.get_mut("paths") {
+        for (path, item) in resolved? {
+            paths.insert(path, item);
+        }
+    }
+    Ok(())
+}
+
+fn resolve_path_items(whole: &Value) -> Result<Vec<(String, Value)>, DocsError> {
+    let mut resolved = Vec::new();
+    let Some(Value::Object(paths)) = whole.get("paths") else {
+        return Ok(resolved);
+    };
+    for (path, item) in paths {
+        let (Some(reference), Value::Object(sibling)) = (item.get("$ref"), item) else {
+            continue;
+        };
+        let problem = |problem| DocsError::PathItemReference {
+            path: path.clone(),
+            reference: reference
+                .as_str()
+                .map_or_else(|| reference.to_string(), str::to_owned),
+            problem,
+        };
+        let Some(reference) = reference.as_str() else {
+            return Err(problem("$ref is not a string"));
+        };
+        let target = resolve_local(whole, reference).map_err(problem)?;
+        resolved.push((path.clone(), merged(target, sibling)));
+    }
+    Ok(resolved)
+}
+
+/// Inlines callbacks given as `$ref` and drops those the model cannot hold (see the module
+/// docs): callbacks never route, and one the model cannot read must not reject the document.
+fn inline_callbacks(root: &mut Map<String, Value>) {
+    let whole = Value::Object(std::mem::take(root));
+    let mut replacements: Vec<(String, &'static str, String, Option<Value>)> = Vec::new();
+    if let Some(Value::Object(paths)) = whole.get("paths") {
+        for (path, item) in paths {
+            for method in METHODS {
+                let Some(Value::Object(callbacks)) =
+                    item.get(method).and_then(|o| o.get("callbacks"))
+                else {
+                    continue;
+                };
+                for (name, callback) in callbacks {
+                    let resolved = match callback.get("$ref").and_then(Value::as_str) {
+                        Some(reference) => resolve_local(&whole, reference)
+                            .ok()
+                            .map(|target| Value::Object(target.clone())),
+                        None => Some(callback.clone()),
+                    };
+                    let readable =
+                        resolved.filter(|value| oa::Callback::deserialize(value).is_ok());
+                    if readable.as_ref() != Some(callback) {
+                        replacements.push((path.clone(), method, name.clone(), readable));
+                    }
+                }
+            }
+        }
+    }
+    if let Value::Object(whole) = whole {
+        *root = whole;
+    }
+    for (path, method, name, replacement) in replacements {
+        let Some(Value::Object(callbacks)) = root
+            .get_mut("paths")
+            .and_then(|paths| paths.get_mut(&path))
+            .and_then(|item| item.get_mut(method))
+            .and_then(|operation| operation.get_mut("callbacks"))
+        else {
+            continue;
+        };
+        match replacement {
+            Some(value) => {
+                callbacks.insert(name, value);
+            }
+            None => {
+                callbacks.shift_remove(&name);
+            }
+        }
+    }
+    if let Some(Value::Object(callbacks)) = root
+        .get_mut("components")
+        .and_then(|c| c.get_mut("callbacks"))
+    {
+        callbacks
+            .retain(|_, callback| oa::ReferenceOr::<oa::Callback>::deserialize(&*callback).is_ok());
     }
 }
 
@@ -268,26 +400,11 @@ fn down_convert_31(root: &mut Map<String, Value>) {
     root.remove("webhooks");
     root.remove("jsonSchemaDialect");
     root.insert("openapi".to_owned(), Value::from("3.0.3"));
-    let path_items = root
-        .get_mut("components")
-        .and_then(Value::as_object_mut)
-        .and_then(|c| c.remove("pathItems"));
-    let paths = root
-        .entry("paths")
-        .or_insert_with(|| Value::Object(Map::new()));
-    if let (Some(Value::Object(path_items)), Value::Object(paths)) = (&path_items, paths) {
-        for item in paths.values_mut() {
-            let name = item
-                .get("$ref")
-                .and_then(Value::as_str)
-                .and_then(|r| r.strip_prefix("#/components/pathItems/"));
-            if let Some(target) = name.and_then(|name| path_items.get(name)) {
-                if target.get("$ref").is_none() {
-                    *item = target.clone();
-                }
-            }
-        }
+    if let Some(Value::Object(components)) = root.get_mut("components") {
+        components.remove("pathItems");
     }
+    root.entry("paths")
+        .or_insert_with(|| Value::Object(Map::new()));
     reduce_entries(root);
 }
 
@@ -325,13 +442,62 @@ fn reduce_schemas(value: &mut Value) {
     }
 }
 
+/// Keys whose value is one schema, a list of schemas, or a map of names to schemas: where a
+/// 3.1 boolean schema may stand.
+const SCHEMA_VALUED: [&str; 12] = [
+    "schema",
+    "items",
+    "additionalItems",
+    "not",
+    "contains",
+    "if",
+    "then",
+    "else",
+    "propertyNames",
+    "unevaluatedItems",
+    "contentSchema",
+    "unevaluatedProperties",
+];
+const SCHEMA_LISTS: [&str; 4] = ["allOf", "anyOf", "oneOf", "prefixItems"];
+const SCHEMA_MAPS: [&str; 5] = [
+    "properties",
+    "patternProperties",
+    "$defs",
+    "dependentSchemas",
+    "schemas",
+];
+
+/// A boolean schema as the 3.0 model can hold it: `true` accepts anything (`{}`), `false`
+/// nothing (`{"not": {}}`).
+fn boolean_schema(value: &mut Value) {
+    if let Value::Bool(accepts) = value {
+        *value = if *accepts {
+            Value::Object(Map::new())
+        } else {
+            serde_json::json!({"not": {}})
+        };
+    }
+}
+
 fn reduce_entries(object: &mut Map<String, Value>) {
     for (key, child) in object.iter_mut() {
-        let is_data = matches!(key.as_str(), "example" | "examples" | "enum" | "const")
-            || key.starts_with("x-");
+        let key = key.as_str();
+        if SCHEMA_VALUED.contains(&key) {
+            boolean_schema(child);
+        } else if SCHEMA_LISTS.contains(&key) {
+            if let Value::Array(items) = child {
+                items.iter_mut().for_each(boolean_schema);
+            }
+        } else if SCHEMA_MAPS.contains(&key) {
+            if let Value::Object(named) = child {
+                named.values_mut().for_each(boolean_schema);
+            }
+        }
+        let is_data =
+            matches!(key, "example" | "examples" | "enum" | "const") || key.starts_with("x-");
         match child {
             _ if is_data => {}
-            Value::Object(names) if NAME_MAPS.contains(&key.as_str()) => {
+            Value::Object(names) if NAME_MAPS.contains(&key) => {
                 names.values_mut().for_each(reduce_schemas);
             }
             child => reduce_schemas(child),

@@ -5,13 +5,14 @@
 //! serve the paths as declared), and, as the 1.1 → 1.2 migration did, `{format}` in listing
 //! and API paths becomes `json`. 1.1 spells `method` as `httpMethod`; `paramType` is matched
 //! case-insensitively (`form` is the form location). Swagger 1 has no vendor extensions.
+//! The listing and each declaration may be JSON or YAML, told apart by content.
 
 use indexmap::IndexMap;
 use openapiv3 as oa;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::json::{check_counts, json_body, parse_typed, PathCensus};
+use crate::json::{check_counts, parse_typed, read_body, PathCensus};
 use crate::media::media_list;
 use crate::model::{build_operation, merge_param, SourceOperation, SourceParam};
 use crate::{schema, DocsError, Limits, ParamLocation};
@@ -116,7 +117,7 @@ fn check_version(
 }
 
 fn read_listing(bytes: &[u8], limits: &Limits) -> Result<Listing, DocsError> {
-    let listing: Listing = parse_typed(json_body(bytes, limits)?)?;
+    let listing: Listing = parse_typed(read_body(bytes, limits, None)?)?;
     check_version(
         listing.swagger_version.as_ref(),
         listing.swagger.as_ref(),
@@ -182,7 +183,7 @@ pub fn parse_swagger1(
     let mut paths: IndexMap<String, oa::PathItem> = IndexMap::new();
     let mut counts = PathCensus::default();
     for bytes in declarations {
-        let declaration: Declaration = parse_typed(json_body(bytes, limits)?)?;
+        let declaration: Declaration = parse_typed(read_body(bytes, limits, None)?)?;
         check_version(
             declaration.swagger_version.as_ref(),
             declaration.swagger.as_ref(),

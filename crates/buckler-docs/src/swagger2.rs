@@ -12,11 +12,13 @@ use serde::de::{IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
-use crate::json::{census, json_body, parse_typed, without_extensions};
+use crate::json::{census, parse_typed, parse_value, read_body, version_text, without_extensions};
 use crate::media::media_list;
 use crate::model::{build_operation, merge_param, SourceOperation, SourceParam, SourceResponse};
+use crate::pointer::{merged, resolve_local};
 use crate::{
-    schema, DocsError, Limits, ParamLocation, X_DISABLED_LISTENERS, X_DISABLED_MIDDLEWARE,
+    schema, DocFormat, DocsError, Limits, ParamLocation, X_DISABLED_LISTENERS,
+    X_DISABLED_MIDDLEWARE,
 };
 
 #[derive(Debug, Deserialize)]
@@ -44,9 +46,11 @@ struct Info {
     description: Option<String>,
 }
 
-/// Swagger 2 has no `trace`.
+/// Swagger 2 has no `trace`. A `$ref` is resolved against the document before conversion.
 #[derive(Debug, Default, Deserialize)]
 struct PathItem {
+    #[serde(rename = "$ref")]
+    reference: Option<String>,
     get: Option<Operation>,
     put: Option<Operation>,
     post: Option<Operation>,
@@ -173,15 +177,26 @@ impl<'de> Deserialize<'de> for Param {
     }
 }
 
-/// Parses a Swagger 2.0 JSON document into the normalised model.
+/// Parses a Swagger 2.0 document, JSON or YAML (told apart by content), into the model.
 ///
-/// Checks, in order: size, YAML, version (`swagger` must be the string `"2.0"`), path and
-/// operation counts, then the typed parse (errors carry line, column and JSON path), then
-/// parameter references and locations. `x-` keys among paths and responses are skipped.
+/// Checks, in order: size, version (`swagger` must be `"2.0"`; YAML's unquoted `2.0` is
+/// accepted), path and operation counts, then the typed parse (errors carry line, column and
+/// path), then path item references, parameter references and locations. `x-` keys among
+/// paths and responses are skipped.
 pub fn parse_swagger2(bytes: &[u8], limits: &Limits) -> Result<oa::OpenAPI, DocsError> {
-    let body = json_body(bytes, limits)?;
+    parse_swagger2_as(bytes, None, limits)
+}
+
+/// [`parse_swagger2`], read as `format` when the source said which (its `Content-Type`, see
+/// [`DocFormat::from_content_type`]); `None` or [`DocFormat::Json`] let the content decide.
+pub fn parse_swagger2_as(
+    bytes: &[u8],
+    format: Option<DocFormat>,
+    limits: &Limits,
+) -> Result<oa::OpenAPI, DocsError> {
+    let body = read_body(bytes, limits, format)?;
     let census = census(body, limits)?;
-    if census.swagger.as_ref().and_then(Value::as_str) != Some("2.0") {
+    if version_text(census.swagger.as_ref()).as_deref() != Some("2.0") {
         return Err(DocsError::WrongVersion {
             found: census
                 .swagger
@@ -189,8 +204,41 @@ pub fn parse_swagger2(bytes: &[u8], limits: &Limits) -> Result<oa::OpenAPI, Docs
             expected: "\"2.0\"",
         });
     }
-    let document: Document = parse_typed(body)?;
+    let mut document: Document = parse_typed(body)?;
+    if document.paths.values().any(|item| item.reference.is_some()) {
+        resolve_path_items(&mut document, &parse_value(body)?)?;
+    }
     convert(&document)
+}
+
+/// Replaces every path item given as a local `$ref` by the item it names (its own keys over
+/// the target's). Anything unresolvable is an error: dropping the path would lose operations.
+fn resolve_path_items(document: &mut Document, root: &Value) -> Result<(), DocsError> {
+    for (path, item) in document.paths.iter_mut() {
+        let Some(reference) = item.reference.take() else {
+            continue;
+        };
+        let problem = |problem| DocsError::PathItemReference {
+            path: path.clone(),
+            reference: reference.clone(),
+            problem,
+        };
+        let target = resolve_local(root, &reference).map_err(problem)?;
+        let sibling = root
+            .get("paths")
+            .and_then(|paths| paths.get(path))
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        *item = PathItem::deserialize(&merged(target, &sibling)).map_err(|error| {
+            DocsError::Invalid {
+                path: format!("paths.{path}"),
+                message: crate::error::tidy(&error.to_string()),
+            }
+        })?;
+        item.reference = None;
+    }
+    Ok(())
 }
 
 fn convert(document: &Document) -> Result<oa::OpenAPI, DocsError> {

@@ -183,10 +183,11 @@ fn limits_apply() {
         parse_openapi3(many.to_string().as_bytes(), &limits).unwrap_err(),
         DocsError::TooManyPaths { count: 2, limit: 1 }
     );
-    assert_eq!(
-        parse_openapi3(b"openapi: 3.0.0\n", &Limits::default()).unwrap_err(),
-        DocsError::NotJson
+    let yaml = parse_openapi3(
+        b"openapi: 3.0.0\ninfo: {title: t, version: '1'}\npaths: {}\n",
+        &Limits::default(),
     );
+    assert!(yaml.is_ok(), "{yaml:?}");
 }
 
 #[test]
@@ -266,4 +267,150 @@ fn openapi_30_is_not_rewritten() {
         json!({"/a": {"get": {"responses": {"200": {"description": "ok", "content": {"application/json": {"schema": {"type": ["string", "null"]}}}}}}}}),
     );
     assert!(matches!(parse(&document), Err(DocsError::Invalid { .. })));
+}
+
+fn routes(model: &oa::OpenAPI) -> Vec<String> {
+    endpoints(model)
+        .iter()
+        .map(|e| format!("{} {}", e.method, e.path))
+        .collect()
+}
+
+#[test]
+fn boolean_schemas_of_31_load() {
+    let document = json!({
+        "openapi": "3.1.0",
+        "info": {"title": "t", "version": "1"},
+        "paths": {"/v1/domains/records/{recordId}": {"patch": {
+            "requestBody": {"content": {"application/json": {"schema": {
+                "type": "object",
+                "properties": {"any": true, "none": false, "list": {"type": "array", "items": true}},
+                "additionalProperties": false,
+                "oneOf": [true, {"type": "string"}]
+            }}}},
+            "responses": {"200": {"description": "ok", "content": {"application/json": {"schema": false}}}}
+        }}},
+        "components": {"schemas": {"Anything": true, "Nothing": false}}
+    });
+    let model = parse(&document).unwrap();
+    assert_eq!(routes(&model), ["PATCH /v1/domains/records/{recordId}"]);
+    let schemas = &model.components.as_ref().unwrap().schemas;
+    let any = serde_json::to_value(&schemas["Anything"]).unwrap();
+    assert_eq!(any, json!({}));
+    let none = serde_json::to_value(&schemas["Nothing"]).unwrap();
+    assert_eq!(none, json!({"not": {}}));
+}
+
+#[test]
+fn callbacks_given_as_references_do_not_reject_the_document() {
+    let document = json!({
+        "openapi": "3.0.3",
+        "info": {"title": "t", "version": "1"},
+        "paths": {"/api/v1/search/video-channels": {"get": {
+            "callbacks": {
+                "known": {"$ref": "#/components/callbacks/Hook"},
+                "unknown": {"$ref": "#/components/callbacks/Missing"},
+                "inline": {"{$request.body#/url}": {"post": {"responses": {"200": {"description": "ok"}}}}}
+            },
+            "responses": {"200": {"description": "ok"}}
+        }}},
+        "components": {"callbacks": {"Hook": {"{$request.body#/url}": {"post": {
+            "responses": {"200": {"description": "ok"}}
+        }}}}}
+    });
+    let model = parse(&document).unwrap();
+    assert_eq!(routes(&model), ["GET /api/v1/search/video-channels"]);
+    let operation = model.paths.paths["/api/v1/search/video-channels"]
+        .as_item()
+        .unwrap()
+        .get
+        .as_ref()
+        .unwrap();
+    let names: Vec<&String> = operation.callbacks.keys().collect();
+    assert_eq!(names, ["known", "inline"], "resolved, dropped, kept");
+}
+
+#[test]
+fn path_items_given_as_references_are_inlined_or_rejected() {
+    let document = json!({
+        "openapi": "3.0.3",
+        "info": {"title": "t", "version": "1"},
+        "paths": {
+            "/numbers/{id}": {"get": {"responses": {"200": {"description": "ok"}}}},
+            "/aliases/{id}": {"$ref": "#/paths/~1numbers~1{id}"},
+            "/shared": {"$ref": "#/x-path-items/shared", "summary": "own keys win"},
+            "/chained": {"$ref": "#/paths/~1aliases~1{id}"}
+        },
+        "x-path-items": {"shared": {"post": {"responses": {"200": {"description": "ok"}}}, "summary": "target"}}
+    });
+    let model = parse(&document).unwrap();
+    assert_eq!(
+        routes(&model),
+        [
+            "GET /numbers/{id}",
+            "GET /aliases/{id}",
+            "POST /shared",
+            "GET /chained"
+        ]
+    );
+    let shared = model.paths.paths["/shared"].as_item().unwrap();
+    assert_eq!(shared.summary.as_deref(), Some("own keys win"));
+    for (reference, problem) in [
+        (
+            "other.yaml#/paths/~1a",
+            "only local references (#/...) are resolved",
+        ),
+        ("#/paths/~1missing", "it points to nothing"),
+        (
+            "#/paths/~1x",
+            "a chain of references that does not end (a cycle?)",
+        ),
+    ] {
+        let document = json!({
+            "openapi": "3.0.3",
+            "info": {"title": "t", "version": "1"},
+            "paths": {"/x": {"$ref": reference}}
+        });
+        assert_eq!(
+            parse(&document).unwrap_err(),
+            DocsError::PathItemReference {
+                path: "/x".to_owned(),
+                reference: reference.to_owned(),
+                problem,
+            }
+        );
+    }
+}
+
+#[test]
+fn yaml_documents_load_with_numbers_for_versions_and_status_codes() {
+    let yaml = b"openapi: 3.0\ninfo:\n  title: t\n  version: 1.0\nservers:\n  - url: https://x.test/v1\npaths:\n  /pets/{id}:\n    get:\n      responses:\n        200:\n          description: ok\n          content:\n            application/json: {}\n";
+    let model = parse_openapi3(yaml, &Limits::default()).unwrap();
+    assert_eq!(model.info.version, "1.0");
+    assert_eq!(routes(&model), ["GET /v1/pets/{id}"]);
+    assert_eq!(endpoints(&model)[0].produces, ["application/json"]);
+    let flow = b"{openapi: 3.1.0, info: {title: t, version: '1'}, paths: {/a: {get: {responses: {'200': {description: ok}}}}}}";
+    assert!(
+        parse_openapi3(flow, &Limits::default()).is_err(),
+        "a flow mapping starts like JSON"
+    );
+    let model = parse_openapi3_as(flow, Some(DocFormat::Yaml), &Limits::default()).unwrap();
+    assert_eq!(routes(&model), ["GET /a"]);
+}
+
+#[test]
+fn default_limits_take_the_largest_published_documents() {
+    let limits = Limits::default();
+    assert_eq!(limits.max_bytes, 64 * 1024 * 1024);
+    assert_eq!(limits.max_paths, 50_000);
+    let mut paths = Map::new();
+    for i in 0..12_000 {
+        paths.insert(
+            format!("/p{i}"),
+            json!({"get": {"responses": {"200": {"description": "ok"}}}}),
+        );
+    }
+    let document =
+        json!({"openapi": "3.0.3", "info": {"title": "t", "version": "1"}, "paths": paths});
+    assert_eq!(endpoints(&parse(&document).unwrap()).len(), 12_000);
 }

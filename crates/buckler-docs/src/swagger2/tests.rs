@@ -361,7 +361,7 @@ fn info_is_carried_over_with_defaults() {
 fn wrong_versions_are_named() {
     for (swagger, found) in [
         (json!("1.2"), "\"1.2\""),
-        (json!(2.0), "2.0"),
+        (json!(3.0), "3.0"),
         (json!("3.0.0"), "\"3.0.0\""),
         (Value::Null, "(none)"),
     ] {
@@ -374,6 +374,8 @@ fn wrong_versions_are_named() {
             }
         );
     }
+    // YAML writes `swagger: 2.0` unquoted, a number.
+    assert!(parse(&json!({"swagger": 2.0, "paths": {}})).is_ok());
     let openapi = json!({"openapi": "3.0.0", "paths": {}});
     let err = parse(&openapi).unwrap_err();
     assert_eq!(
@@ -420,14 +422,11 @@ fn wrong_types_report_line_column_and_json_path() {
 fn malformed_json_and_yaml_are_refused_clearly() {
     let err = parse_swagger2(b"{\"swagger\": \"2.0\",", &Limits::default()).unwrap_err();
     assert!(matches!(err, DocsError::Json { line: 1, .. }), "{err:?}");
-    let yaml = b"swagger: \"2.0\"\ninfo:\n  title: x\n";
-    assert_eq!(
-        parse_swagger2(yaml, &Limits::default()).unwrap_err(),
-        DocsError::NotJson
-    );
-    assert_eq!(
-        DocsError::NotJson.to_string(),
-        "expected a JSON document; YAML is not supported"
+    let yaml = b"swagger: \"2.0\"\ninfo:\n  title: x\npaths:\n  /a:\n    get:\n      parameters:\n        - {name: x, in: query, required: maybe}\n";
+    let err = parse_swagger2(yaml, &Limits::default()).unwrap_err();
+    assert!(
+        matches!(&err, DocsError::Json { line: 8, path, .. } if path == "paths./a.get.parameters[0].required"),
+        "{err:?}"
     );
 }
 
@@ -502,5 +501,53 @@ fn a_byte_order_mark_is_tolerated() {
     assert_eq!(
         endpoints(&parse_swagger2(&bytes, &Limits::default()).unwrap()).len(),
         1
+    );
+}
+
+#[test]
+fn path_items_given_as_references_are_inlined_or_rejected() {
+    let doc = json!({
+        "swagger": "2.0",
+        "paths": {
+            "/numbers/{id}": {"get": {"responses": {"200": {"description": "ok"}}}},
+            "/aliases/{id}": {"$ref": "#/paths/~1numbers~1%7Bid%7D"},
+            "/shared": {"$ref": "#/x-items/shared"}
+        },
+        "x-items": {"shared": {"post": {"responses": {"200": {"description": "ok"}}}}}
+    });
+    let routes: Vec<String> = endpoints(&parse(&doc).unwrap())
+        .iter()
+        .map(|e| format!("{} {}", e.method, e.path))
+        .collect();
+    assert_eq!(
+        routes,
+        ["GET /numbers/{id}", "GET /aliases/{id}", "POST /shared"]
+    );
+    let bad = json!({"swagger": "2.0", "paths": {"/x": {"$ref": "https://elsewhere.test/x.json"}}});
+    assert_eq!(
+        parse(&bad).unwrap_err(),
+        DocsError::PathItemReference {
+            path: "/x".to_owned(),
+            reference: "https://elsewhere.test/x.json".to_owned(),
+            problem: "only local references (#/...) are resolved",
+        }
+    );
+}
+
+#[test]
+fn yaml_documents_load() {
+    let yaml = b"# published as swagger.yaml\nswagger: '2.0'\ninfo: {title: t, version: 1.0}\nbasePath: /v1\nproduces: [application/json]\npaths:\n  /pets/{id}:\n    parameters:\n      - &id {name: id, in: path, required: true, type: string}\n    get:\n      responses:\n        200: {description: ok}\n    delete:\n      parameters: [*id]\n      responses:\n        default: {description: ok}\n";
+    let model = parse_swagger2(yaml, &Limits::default()).unwrap();
+    assert_eq!(service_info(&model), ("t".to_owned(), "1.0".to_owned()));
+    let routes: Vec<String> = endpoints(&model)
+        .iter()
+        .map(|e| format!("{} {} {:?}", e.method, e.path, e.produces))
+        .collect();
+    assert_eq!(
+        routes,
+        [
+            "GET /v1/pets/{id} [\"application/json\"]",
+            "DELETE /v1/pets/{id} [\"application/json\"]"
+        ]
     );
 }
