@@ -3,9 +3,11 @@
 //! and content negotiation inside an endpoint group. Pure: no I/O.
 
 mod negotiate;
+mod shadow;
 mod table;
 mod template;
 
 pub use negotiate::{negotiate, MediaType, Negotiable, NegotiationError, Selection};
+pub use shadow::shadowed_templates;
 pub use table::{RouteMatch, RoutingTable, RoutingTableBuilder};
 pub use template::{PathTemplate, Segment, TemplateError};
