@@ -114,6 +114,10 @@ pub struct FileWatch {
 }
 
 impl FileWatch {
+    /// How often the gateway polls certificate files: a rotation is picked up within about
+    /// two intervals (one to see it, one to see that it stopped changing).
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(2);
+
     /// Polls `watcher` every `interval` (the reads run on the blocking pool) and sends each
     /// non-empty set of changed files. Must be called inside a tokio runtime. An `interval`
     /// of zero is taken as one millisecond.
