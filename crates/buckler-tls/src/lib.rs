@@ -27,7 +27,7 @@ pub use server::{
 };
 pub use store::{CertName, CertSet, CertStore, FailedPair, ReloadOutcome, StoreLoadError};
 pub use termination::{TlsSetupError, TlsTermination};
-pub use watch::{FileWatch, FileWatcher};
+pub use watch::{FileWatch, FileWatcher, WatchedPaths};
 
 /// The crypto provider every Buckler TLS config uses: aws-lc-rs, rustls's defaults.
 pub fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -109,8 +110,22 @@ fn read_content(path: &Path) -> Content {
 #[derive(Debug)]
 pub struct FileWatch {
     changes: mpsc::Receiver<Vec<PathBuf>>,
-    paths: watch::Sender<Vec<PathBuf>>,
+    paths: WatchedPaths,
     task: JoinHandle<()>,
+}
+
+/// Changes which files a [`FileWatch`] polls; cheap to clone, so the code that reloads the
+/// config can hold one while a task owns the [`FileWatch`].
+#[derive(Debug, Clone)]
+pub struct WatchedPaths(Arc<watch::Sender<Vec<PathBuf>>>);
+
+impl WatchedPaths {
+    /// Watches exactly `paths` from the next poll on (after a config reload). Files already
+    /// watched keep their state; new ones take their content at that poll as the baseline.
+    /// Does nothing once the watch has stopped.
+    pub fn set(&self, paths: Vec<PathBuf>) {
+        self.0.send_replace(paths);
+    }
 }
 
 impl FileWatch {
@@ -126,6 +141,7 @@ impl FileWatch {
         let (change_tx, changes) = mpsc::channel(4);
         let initial: Vec<PathBuf> = watcher.paths().map(Path::to_path_buf).collect();
         let (paths, mut path_rx) = watch::channel(initial);
+        let paths = WatchedPaths(Arc::new(paths));
         let task = tokio::spawn(async move {
             let mut watcher = Some(watcher);
             let mut ticks = tokio::time::interval(interval);
@@ -170,9 +186,14 @@ impl FileWatch {
         self.changes.recv().await
     }
 
-    /// Watches exactly `paths` from the next poll on (after a config reload).
+    /// Watches exactly `paths` from the next poll on; see [`WatchedPaths::set`].
     pub fn set_paths(&self, paths: Vec<PathBuf>) {
-        self.paths.send_replace(paths);
+        self.paths.set(paths);
+    }
+
+    /// A handle that changes the watched files, for whoever applies config reloads.
+    pub fn watched_paths(&self) -> WatchedPaths {
+        self.paths.clone()
     }
 }
 

@@ -667,13 +667,22 @@ async fn file_watch_reports_a_rotated_pair() {
         .map(Path::to_path_buf)
         .collect();
     paths.push(extra.clone());
-    watch.set_paths(paths);
-    tokio::time::sleep(Duration::from_millis(100)).await; // let a poll take the baseline
-    std::fs::write(&extra, "two").expect("rewrite");
-    let changed = tokio::time::timeout(Duration::from_secs(10), watch.changed())
-        .await
-        .expect("a change within 10 s")
-        .expect("watch running");
+    watch.watched_paths().set(paths);
+    // The new path's baseline is taken at the poll that picks up the new list, which this
+    // test cannot see: rewrite until a rewrite lands after it and is reported.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut round = 0;
+    let changed = loop {
+        round += 1;
+        std::fs::write(&extra, format!("rewrite {round}")).expect("rewrite");
+        match tokio::time::timeout(Duration::from_millis(200), watch.changed()).await {
+            Ok(changed) => break changed.expect("watch running"),
+            Err(_) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "no change reported in 10 s"
+            ),
+        }
+    };
     assert_eq!(changed, vec![extra]);
 }
 
