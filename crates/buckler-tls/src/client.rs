@@ -163,14 +163,17 @@ pub fn client_config(
 /// Why an upstream TLS configuration could not be built. File errors start with the file.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientTlsError {
+    /// The bundle could not be read.
     #[error("{}: cannot read: {source}", path.display())]
     Read {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
+    /// A PEM section of the bundle is malformed.
     #[error("{}: malformed PEM: {reason}", path.display())]
     Pem { path: PathBuf, reason: String },
+    /// The bundle holds no certificate.
     #[error("{}: no PEM certificate (`-----BEGIN CERTIFICATE-----`) found", path.display())]
     NoCertificate { path: PathBuf },
     /// The `number`th certificate of the bundle (from 1) cannot be a trust anchor.

@@ -80,7 +80,9 @@ pub enum HttpVersion {
 /// The TLS version of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TlsVersion {
+    /// TLS 1.2.
     Tls12,
+    /// TLS 1.3.
     Tls13,
 }
 
@@ -96,11 +98,13 @@ impl fmt::Display for TlsVersion {
 /// A connection after its handshake, and what was agreed in it.
 #[derive(Debug)]
 pub struct AcceptedTls<IO> {
+    /// The encrypted stream, ready for HTTP.
     pub stream: TlsStream<IO>,
     /// Which HTTP to serve: HTTP/2 for ALPN `h2`, HTTP/1.1 otherwise.
     pub http_version: HttpVersion,
     /// The SNI the client sent (lower case), if any.
     pub server_name: Option<String>,
+    /// The TLS version agreed.
     pub tls_version: TlsVersion,
 }
 

@@ -306,7 +306,9 @@ impl ReloadOutcome {
 /// A pair a reload refused.
 #[derive(Debug)]
 pub struct FailedPair {
+    /// The name whose new pair was refused.
     pub name: CertName,
+    /// Why; its message starts with the file at fault.
     pub error: PairError,
     /// True when the old pair for this name is still served; false for a name that had none.
     pub kept_old: bool,
@@ -327,6 +329,7 @@ impl fmt::Display for FailedPair {
 #[derive(Debug, thiserror::Error)]
 #[error("{}", render_failures(.failures))]
 pub struct StoreLoadError {
+    /// Each bad pair's name and error; empty only if the set had no default pair.
     pub failures: Vec<(CertName, PairError)>,
 }
 
