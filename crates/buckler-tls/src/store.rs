@@ -343,3 +343,38 @@ fn render_failures(failures: &[(CertName, PairError)]) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domain_names_become_certificate_names_as_sni_is_compared() {
+        assert_eq!(CertName::from_domain("*"), CertName::Default);
+        assert_eq!(
+            CertName::from_domain("API.Example.org."),
+            CertName::Domain("api.example.org".into())
+        );
+        assert_eq!(CertName::Default.label(), "*");
+        assert_eq!(CertName::from_domain("a.test").label(), "a.test");
+    }
+
+    #[test]
+    fn a_star_domain_replaces_the_default_pair_and_files_are_listed_once() {
+        let set = CertSet::new(PairPaths::new("top.pem", "top.key"))
+            .with_domain("*", PairPaths::new("star.pem", "shared.key"))
+            .with_domain("a.test", PairPaths::new("a.pem", "shared.key"));
+        let names: Vec<(&CertName, &PairPaths)> = set.iter().collect();
+        assert_eq!(names.len(), 2);
+        assert_eq!(names[0].0, &CertName::Default);
+        assert_eq!(names[0].1.cert, Path::new("star.pem"));
+        assert_eq!(
+            set.files(),
+            vec![
+                Path::new("a.pem"),
+                Path::new("shared.key"),
+                Path::new("star.pem")
+            ]
+        );
+    }
+}
