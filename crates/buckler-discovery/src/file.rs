@@ -24,7 +24,9 @@ const FULL_READ_EVERY: u32 = 8;
 
 /// A strict-JSON upstream list in a file. Its revision is the SHA-256 of its bytes. Polling
 /// the path (not an inode watch) sees editors' write-to-temp-then-rename saves as well as
-/// in-place writes.
+/// in-place writes. A valid new value is reported at the first look; an invalid one, or the
+/// file's absence, only when two looks in a row (one poll interval apart) find it, so a write
+/// caught half done or an editor's move-then-write save is not reported as an error.
 #[derive(Debug, Clone)]
 pub struct FileSource {
     inner: Arc<Inner>,
@@ -99,6 +101,8 @@ impl Inner {
         let mut last_stamp: Option<(Option<SystemTime>, u64)> = None;
         let mut polls_since_read = 0u32;
         let mut first = true;
+        // An invalid value seen once, not yet reported.
+        let mut unsettled: Option<Revision> = None;
         loop {
             if !first {
                 tokio::time::sleep(self.poll_interval).await;
@@ -118,9 +122,16 @@ impl Inner {
                 Look::Bytes(bytes) => bytes,
                 Look::Missing => {
                     last_stamp = None;
-                    self.status
-                        .failing(format!("{} does not exist", self.name), had_value);
                     if had_value && last != Some(Revision::Absent) {
+                        // Some editors move the file away before writing the new one: a
+                        // deletion is reported only if the next look finds no file either.
+                        if unsettled != Some(Revision::Absent) {
+                            unsettled = Some(Revision::Absent);
+                            continue;
+                        }
+                        unsettled = None;
+                        self.status
+                            .failing(format!("{} does not exist", self.name), had_value);
                         last = Some(Revision::Absent);
                         let rejection = Rejection {
                             revision: Revision::Absent,
@@ -129,6 +140,9 @@ impl Inner {
                         if !sender.send(SourceEvent::Rejected(rejection)).await {
                             return;
                         }
+                    } else {
+                        self.status
+                            .failing(format!("{} does not exist", self.name), had_value);
                     }
                     continue;
                 }
@@ -145,8 +159,17 @@ impl Inner {
                 }
                 continue;
             }
+            let parsed = self.snapshot_of(&bytes);
+            if parsed.is_err() && unsettled != Some(revision) {
+                // An in-place write (truncate, then write) can be caught half done: an invalid
+                // value is reported only if the next look finds the same bytes.
+                unsettled = Some(revision);
+                last_stamp = None;
+                continue;
+            }
+            unsettled = None;
             last = Some(revision);
-            let event = match self.snapshot_of(&bytes) {
+            let event = match parsed {
                 Ok(snapshot) => {
                     had_value = true;
                     self.status.live();
