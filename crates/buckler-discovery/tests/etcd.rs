@@ -182,7 +182,9 @@ async fn a_write_records_its_change_beside_the_list_and_a_stale_revision_conflic
         })
     );
 
-    let mut watch = source.watch(Some(created.revision));
+    // Another instance of the fleet follows the same key.
+    let other = EtcdSource::new(&[etcd.url()], KEY, LambdaDefaults::default(), options()).unwrap();
+    let mut watch = other.watch(Some(created.revision));
     let text = list(&[("http://a:1", 10)]);
     let written = source
         .write(&text, created.revision, meta.clone())
@@ -205,7 +207,7 @@ async fn a_write_records_its_change_beside_the_list_and_a_stale_revision_conflic
     );
     assert_eq!(record["from"]["http://a:1"], 2.5);
 
-    // Every instance's watch sees the record, so ramps anchor to the recorded time.
+    // The other instance's watch sees the record, so both anchor ramps to the recorded time.
     match next(&mut watch, Duration::from_secs(1)).await {
         SourceEvent::Changed(snapshot) => {
             assert_eq!(snapshot.revision, written.revision);
@@ -221,7 +223,9 @@ async fn a_write_records_its_change_beside_the_list_and_a_stale_revision_conflic
         other => panic!("{other:?}"),
     }
     // An instance started now reads the record with the value.
-    assert!(source.read().await.unwrap().meta.is_some());
+    let read = other.read().await.unwrap();
+    assert_eq!(read.revision, written.revision);
+    assert_eq!(read.meta.expect("the change record").from, meta.from);
 
     // A lost race: the writer's revision is stale.
     let stale = source
