@@ -383,3 +383,39 @@ async fn a_source_opened_while_etcd_is_down_waits_then_goes_live() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_quiet_watch_is_reopened_and_misses_nothing() {
+    let etcd = EtcdServer::started();
+    let quiet = EtcdOptions {
+        watch_idle_timeout: Duration::from_millis(100),
+        ..options()
+    };
+    let source = EtcdSource::new(&[etcd.url()], KEY, LambdaDefaults::default(), quiet).unwrap();
+    let client = source.client().clone();
+    client
+        .put(KEY, list(&[("http://a:1", 1)]).as_bytes())
+        .await
+        .unwrap();
+    let mut watch = source.watch(None);
+    assert_eq!(
+        weights(&next(&mut watch, Duration::from_secs(2)).await),
+        vec![("http://a:1".into(), 1)]
+    );
+    // Several idle reopens pass; a value put between two of them still arrives, once.
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    client
+        .put(KEY, list(&[("http://a:1", 2)]).as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(
+        weights(&next(&mut watch, Duration::from_secs(1)).await),
+        vec![("http://a:1".into(), 2)]
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(350), watch.next())
+            .await
+            .is_err()
+    );
+    assert_eq!(*source.status().borrow(), SourceStatus::Live);
+}
