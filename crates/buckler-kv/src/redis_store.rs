@@ -77,6 +77,24 @@ impl RedisStore {
     pub fn new(url: &str, timeout: Duration) -> Result<Self, StoreError> {
         let client = redis::Client::open(url)
             .map_err(|e| StoreError::Backend(format!("invalid Redis URL: {:?}", e.kind())))?;
+        Self::with_client(client, timeout)
+    }
+
+    /// Like [`new`](Self::new) for a `rediss://` URL whose server certificate is verified
+    /// against `ca_pem` (PEM certificates) instead of the system's trust store.
+    pub fn with_ca(url: &str, timeout: Duration, ca_pem: &[u8]) -> Result<Self, StoreError> {
+        let client = redis::Client::build_with_tls(
+            url,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(ca_pem.to_vec()),
+            },
+        )
+        .map_err(|e| StoreError::Backend(format!("invalid Redis TLS setup: {:?}", e.kind())))?;
+        Self::with_client(client, timeout)
+    }
+
+    fn with_client(client: redis::Client, timeout: Duration) -> Result<Self, StoreError> {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))

@@ -22,6 +22,8 @@ pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     child: Option<Child>,
+    /// Serves TLS only (`rediss://`) with the certificate files in `dir`.
+    tls: bool,
 }
 
 fn binary() -> PathBuf {
@@ -67,6 +69,16 @@ impl RedisServer {
     /// When `redis-server` is not installed (naming the package to install) or does not come
     /// up within 10 s.
     pub fn start() -> RedisServer {
+        Self::launch(None)
+    }
+
+    /// Like [`start`](Self::start), serving only TLS with this certificate chain and key
+    /// (PEM); no client certificates are asked for. Its URL is `rediss://`.
+    pub fn start_tls(cert_pem: &str, key_pem: &str) -> RedisServer {
+        Self::launch(Some((cert_pem, key_pem)))
+    }
+
+    fn launch(tls: Option<(&str, &str)>) -> RedisServer {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
             "buckler-kv-redis-{}-{}",
@@ -74,10 +86,15 @@ impl RedisServer {
             NEXT.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&dir).expect("create the redis temp dir");
+        if let Some((cert, key)) = tls {
+            std::fs::write(dir.join("cert.pem"), cert).expect("write cert.pem");
+            std::fs::write(dir.join("key.pem"), key).expect("write key.pem");
+        }
         let mut server = RedisServer {
             port: 0,
             dir,
             child: None,
+            tls: tls.is_some(),
         };
         // A port found free can be taken before redis binds it: try a few.
         for _ in 0..5 {
@@ -91,8 +108,20 @@ impl RedisServer {
 
     /// Starts the process on `self.port`; true once it answers `PING`.
     fn spawn(&mut self) -> bool {
-        let spawned = Command::new(binary())
-            .args(["--port", &self.port.to_string()])
+        let port = self.port.to_string();
+        let mut command = Command::new(binary());
+        if self.tls {
+            command
+                .args(["--port", "0", "--tls-port", &port])
+                .arg("--tls-cert-file")
+                .arg(self.dir.join("cert.pem"))
+                .arg("--tls-key-file")
+                .arg(self.dir.join("key.pem"))
+                .args(["--tls-auth-clients", "no"]);
+        } else {
+            command.args(["--port", &port]);
+        }
+        let spawned = command
             .args(["--bind", "127.0.0.1"])
             .args(["--save", ""])
             .args(["--appendonly", "no"])
@@ -113,7 +142,13 @@ impl RedisServer {
         };
         let deadline = Instant::now() + READY_WITHIN;
         while Instant::now() < deadline {
-            if pings(self.port) {
+            let ready = if self.tls {
+                // A TLS port cannot be pinged in plain text: listening is enough.
+                TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            } else {
+                pings(self.port)
+            };
+            if ready {
                 self.child = Some(child);
                 return true;
             }
@@ -133,9 +168,14 @@ impl RedisServer {
         self.port
     }
 
-    /// `redis://127.0.0.1:PORT`.
+    /// `redis://127.0.0.1:PORT`, or `rediss://127.0.0.1:PORT` for a TLS server (its
+    /// certificate must name the IP address 127.0.0.1).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        if self.tls {
+            format!("rediss://127.0.0.1:{}", self.port)
+        } else {
+            format!("redis://127.0.0.1:{}", self.port)
+        }
     }
 
     /// Whether the process is running.

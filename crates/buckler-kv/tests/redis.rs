@@ -240,3 +240,37 @@ async fn errors_come_back_promptly_while_redis_is_down_and_the_same_store_recove
     assert!(after.allowed, "a restarted Redis starts with no state");
     assert_eq!(redis.get("rc:x").await.unwrap(), None);
 }
+
+#[tokio::test]
+async fn rediss_verifies_the_server_with_the_given_roots() {
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let cert_pem = certified.cert.pem();
+    let server = RedisServer::start_tls(&cert_pem, &certified.signing_key.serialize_pem());
+    assert!(server.url().starts_with("rediss://"));
+    let redis = RedisStore::with_ca(&server.url(), TIMEOUT, cert_pem.as_bytes()).unwrap();
+    let window = SlidingWindow::new(1, Duration::from_secs(60)).unwrap();
+    assert!(
+        redis
+            .rate_limit("rl:tls", &window, 0)
+            .await
+            .unwrap()
+            .allowed
+    );
+    assert!(
+        !redis
+            .rate_limit("rl:tls", &window, 0)
+            .await
+            .unwrap()
+            .allowed
+    );
+    redis
+        .put("rc:tls", Bytes::from_static(b"z"), Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(redis.get("rc:tls").await.unwrap().is_some());
+    // The system's trust store does not know this certificate: refused, promptly.
+    let untrusted = RedisStore::new(&server.url(), TIMEOUT).unwrap();
+    let started = Instant::now();
+    assert!(untrusted.get("rc:tls").await.is_err());
+    assert!(started.elapsed() < TIMEOUT + Duration::from_millis(500));
+}
