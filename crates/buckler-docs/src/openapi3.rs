@@ -5,6 +5,8 @@
 //! nullable: true`, a type list with several non-null types and `type: "null"` lose their type
 //! (any value), `const` becomes a one-value `enum`, numeric `exclusiveMinimum`/`Maximum` become
 //! `minimum`/`maximum` with the 3.0 boolean flag, `examples` lists become `example` (the first);
+//! an operation without `responses` (optional in 3.1) gets an empty map; `mutualTLS` security
+//! schemes (3.1 only) are dropped;
 //! a boolean schema becomes `{}` (`true`) or `{"not": {}}` (`false`); `webhooks` and
 //! `jsonSchemaDialect` are dropped; `paths` may be absent. 3.0 documents are read as they are.
 //!
@@ -69,7 +71,6 @@ pub fn parse_openapi3_as(
     };
     root.insert("openapi".to_owned(), Value::from(format!("3.{minor}.0")));
     inline_path_items(root)?;
-    inline_callbacks(root);
     if let Some(Value::Object(info)) = root.get_mut("info") {
         if let Some(version) = info.get_mut("version") {
             if matches!(version, Value::Number(_) | Value::Bool(_)) {
@@ -80,6 +81,7 @@ pub fn parse_openapi3_as(
     if minor == 1 {
         down_convert_31(root);
     }
+    inline_callbacks(root);
     prepare_operations(root)?;
     match oa::OpenAPI::deserialize(&document) {
         Ok(model) => Ok(model),
@@ -402,9 +404,26 @@ fn down_convert_31(root: &mut Map<String, Value>) {
     root.insert("openapi".to_owned(), Value::from("3.0.3"));
     if let Some(Value::Object(components)) = root.get_mut("components") {
         components.remove("pathItems");
+        if let Some(Value::Object(schemes)) = components.get_mut("securitySchemes") {
+            schemes.retain(|_, scheme| {
+                scheme.get("type").and_then(Value::as_str) != Some("mutualTLS")
+            });
+        }
     }
-    root.entry("paths")
+    let paths = root
+        .entry("paths")
         .or_insert_with(|| Value::Object(Map::new()));
+    if let Value::Object(paths) = paths {
+        for item in paths.values_mut() {
+            for method in METHODS {
+                if let Some(Value::Object(operation)) = item.get_mut(method) {
+                    operation
+                        .entry("responses")
+                        .or_insert_with(|| Value::Object(Map::new()));
+                }
+            }
+        }
+    }
     reduce_entries(root);
 }
 
