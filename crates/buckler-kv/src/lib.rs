@@ -14,11 +14,13 @@ use std::time::Duration;
 use buckler_policy::ratelimit::{RateDecision, SlidingWindow};
 use bytes::Bytes;
 
+pub mod coalesce;
 pub mod memory;
 pub mod redis_store;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use coalesce::{Coalescer, Turn};
 pub use memory::MemoryStore;
 pub use redis_store::RedisStore;
 

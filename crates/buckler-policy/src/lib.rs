@@ -10,6 +10,7 @@
 pub mod apikey;
 pub mod breaker;
 pub mod cache;
+pub mod cache_entry;
 pub mod health;
 pub mod ratelimit;
 pub mod retry;
@@ -20,6 +21,7 @@ pub use breaker::{
     Unavailable, UpstreamBreakers,
 };
 pub use cache::{CacheControl, Freshness, NotStorable, Reuse, Vary};
+pub use cache_entry::{CacheEntry, CachedResponse, DecodeError};
 pub use health::{HealthChange, HealthThresholds, HealthTracker};
 pub use ratelimit::{RateDecision, RateLimitError, SlidingWindow, WindowState};
 pub use retry::{
