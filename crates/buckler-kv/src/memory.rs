@@ -11,7 +11,7 @@
 //! Rate-limit state is kept beside the LRU, not in it: a burst of cache writes must not evict a
 //! client's limit (that would reset it). It counts toward the same bound; to make room for a
 //! new client the shard evicts cached values first, then drops limit states older than two
-//! windows, and only then answers [`StoreError::Full`](crate::StoreError::Full).
+//! windows, and only then answers [`StoreError::Full`].
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;

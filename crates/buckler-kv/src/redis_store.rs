@@ -2,7 +2,10 @@
 //! Redis. One multiplexed connection (`redis`'s `ConnectionManager`) per store, made lazily
 //! and remade by itself after Redis restarts; every call is bounded by the store's timeout, so
 //! a Redis that is down or slow costs the request path at most that long (then the caller
-//! fails open). `rediss://` URLs use rustls with aws-lc-rs and the system's trust store.
+//! fails open). After [`BREAKER_FAILURES`] unreachable or timed-out calls in a row, calls
+//! fail at once for [`BREAKER_RESET`], then one call tries again (Shield's `breaker` store,
+//! built in), so a Redis that swallows packets does not cost every request the full timeout.
+//! `rediss://` URLs use rustls with aws-lc-rs and the system's trust store.
 //!
 //! Rate limits run [`buckler_policy::ratelimit::LUA_SCRIPT`] with `EVALSHA` (loaded again by
 //! itself after a Redis restart): one round trip, atomic, and on the Redis server's clock
@@ -10,8 +13,9 @@
 //! is `buckler-policy`'s arithmetic line by line; a test runs both on the same sequence.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use buckler_policy::breaker::{BreakerState, CircuitBreaker};
 use buckler_policy::ratelimit::{RateDecision, SlidingWindow, WindowState, LUA_SCRIPT};
 use bytes::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -36,7 +40,14 @@ pub struct RedisStore {
     script: Arc<redis::Script>,
     timeout: Duration,
     clock: RateClock,
+    breaker: Arc<CircuitBreaker>,
 }
+
+/// Consecutive unreachable / timed-out calls after which calls fail at once (a Redis that
+/// swallows packets would otherwise cost every request the full timeout).
+pub const BREAKER_FAILURES: u32 = 5;
+/// How long calls fail at once before one call tries Redis again.
+pub const BREAKER_RESET: Duration = Duration::from_secs(1);
 
 impl std::fmt::Debug for RedisStore {
     // The URL may carry a password: it is not kept, and nothing here prints it.
@@ -110,7 +121,18 @@ impl RedisStore {
             script: Arc::new(redis::Script::new(LUA_SCRIPT)),
             timeout,
             clock: RateClock::Server,
+            breaker: Arc::new(CircuitBreaker::new(
+                BREAKER_FAILURES,
+                BREAKER_RESET,
+                Instant::now(),
+            )),
         })
+    }
+
+    /// The store's own circuit breaker, for `/healthcheck` and metrics: `open` while calls
+    /// fail at once because Redis was unreachable.
+    pub fn breaker_state(&self) -> BreakerState {
+        self.breaker.state(Instant::now())
     }
 
     /// Uses `clock` for rate-limit windows (default [`RateClock::Server`]).
@@ -128,10 +150,25 @@ impl RedisStore {
         &self,
         call: impl std::future::Future<Output = Result<T, RedisError>>,
     ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.timeout, call).await {
+        let Ok(admission) = self.breaker.try_acquire(Instant::now()) else {
+            return Err(StoreError::Unavailable(
+                "failing fast after repeated connection failures".into(),
+            ));
+        };
+        let result = match tokio::time::timeout(self.timeout, call).await {
             Ok(result) => result.map_err(|e| map_error(e, self.timeout)),
             Err(_) => Err(StoreError::Timeout(self.timeout)),
+        };
+        match &result {
+            Err(StoreError::Timeout(_) | StoreError::Unavailable(_)) => {
+                self.breaker.record_failure(admission, Instant::now());
+            }
+            // An answer, even an error reply, means Redis is reachable.
+            Ok(_) | Err(StoreError::Backend(_) | StoreError::Full) => {
+                self.breaker.record_success(admission);
+            }
         }
+        result
     }
 
     /// Sends `PING`: `Ok` when Redis answers within the timeout (for `/healthcheck`).

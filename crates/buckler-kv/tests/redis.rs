@@ -274,3 +274,36 @@ async fn rediss_verifies_the_server_with_the_given_roots() {
     assert!(untrusted.get("rc:tls").await.is_err());
     assert!(started.elapsed() < TIMEOUT + Duration::from_millis(500));
 }
+
+#[tokio::test]
+async fn a_silent_redis_costs_the_timeout_a_few_times_then_fails_fast() {
+    // A listener that accepts and never answers, like a Redis behind a dropped route.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("redis://{}", silent.local_addr().unwrap());
+    let accepting = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in silent.incoming().take(20) {
+            held.push(stream);
+        }
+    });
+    let redis = RedisStore::new(&url, Duration::from_millis(150)).unwrap();
+    for _ in 0..buckler_kv::redis_store::BREAKER_FAILURES {
+        let started = Instant::now();
+        assert!(redis.get("k").await.is_err());
+        assert!(started.elapsed() < Duration::from_millis(800));
+    }
+    assert_eq!(
+        redis.breaker_state(),
+        buckler_policy::breaker::BreakerState::Open
+    );
+    let started = Instant::now();
+    assert!(matches!(
+        redis.get("k").await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert!(
+        started.elapsed() < Duration::from_millis(50),
+        "fails at once"
+    );
+    drop(accepting);
+}
