@@ -1,0 +1,104 @@
+"""What the comparison measures: its configurations, and the head-to-head rows the report
+judges by the verdict rule (`stats.VERDICT_RULE`).
+
+A row that a later issue adds is defined here first with `planned` set: the report lists it
+as not measured yet, and the issue that builds it gives it a measurement in `compare` and
+clears `planned`."""
+
+import dataclasses
+
+from .common import cpus
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """One way of running every proxy: pinned to one CPU with one worker, or unpinned with
+    `workers` workers."""
+
+    id: str
+    title: str
+    pinned: bool
+    workers: int
+    same_headers: bool  # also run NGINX and HAProxy doing Buckler's header work (SPEC §9)
+    pingora: bool
+    description: str
+
+    @property
+    def proxy_cpus(self):
+        """The CPUs the proxies run on: the first allowed CPU when pinned, None (all) if not."""
+        return cpus()[0] if self.pinned else None
+
+
+CONFIGS = [
+    Config(
+        id="one-core", title="One core per proxy (pinned)", pinned=True, workers=1,
+        same_headers=True, pingora=True,
+        description=(
+            "Every proxy on the first CPU with one worker (Buckler: Tokio's current-thread "
+            "scheduler, which it picks when its affinity mask holds one CPU; NGINX "
+            "`worker_processes 1`; HAProxy `nbthread 1`; Pingora 1 thread); the two NGINX "
+            "upstreams, wrk and h2load on the other CPUs.")),
+    Config(
+        id="two-core", title="Two workers per proxy (unpinned)", pinned=False, workers=2,
+        same_headers=False, pingora=False,
+        description=(
+            "As a user runs them on a small machine: nothing pinned, two workers each (Buckler "
+            "`workers: 2`, or until the gateway reads that key, unpinned with its default of a "
+            "worker per CPU it may use — see `BUCKLER_HAS_WORKERS_KEY` in "
+            "`benches/load/lib/contenders.py`; HAProxy `nbthread 2`; NGINX "
+            "`worker_processes 2`). The upstreams and the load generators share the same "
+            "CPUs, alike for every contender.")),
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One head-to-head measurement: Buckler against each peer of `config`, judged by the
+    verdict rule on `metric` of `tool`'s runs."""
+
+    id: str
+    config: str  # a Config id
+    transport: str  # "plain" or "tls"
+    tool: str  # "wrk" (HTTP/1.1) or "h2" (h2load, HTTP/2)
+    metric: str  # "rps" (higher is better) or "p99" (lower is better)
+    title: str
+    planned: str = ""  # when set: not measured yet, and what will measure it
+
+
+def _measured_rows():
+    rows = []
+    for config in CONFIGS:
+        rows += [
+            Row(f"{config.id}-wrk-rps", config.id, "plain", "wrk", "rps",
+                "HTTP/1.1 requests/s (wrk)"),
+            Row(f"{config.id}-wrk-p99", config.id, "plain", "wrk", "p99",
+                "HTTP/1.1 p99 latency (wrk)"),
+            Row(f"{config.id}-h2-rps", config.id, "plain", "h2", "rps",
+                "HTTP/2 requests/s (h2load)"),
+        ]
+    return rows
+
+
+ROWS = _measured_rows() + [
+    # Hooks for later issues: defined, not measured yet.
+    Row("one-core-tls-wrk-rps", "one-core", "tls", "wrk", "rps", "HTTPS/1.1 requests/s (wrk)",
+        planned="the TLS listeners issue: each proxy terminating TLS with the same certificate"),
+    Row("one-core-tls-h2-rps", "one-core", "tls", "h2", "rps", "HTTP/2 over TLS requests/s (h2load)",
+        planned="the TLS listeners issue"),
+    Row("two-core-tls-wrk-rps", "two-core", "tls", "wrk", "rps", "HTTPS/1.1 requests/s (wrk)",
+        planned="the TLS listeners issue"),
+    Row("two-core-tls-h2-rps", "two-core", "tls", "h2", "rps", "HTTP/2 over TLS requests/s (h2load)",
+        planned="the TLS listeners issue"),
+    Row("one-core-failure", "one-core", "plain", "wrk", "rps",
+        "requests/s and failed requests while one upstream is killed and comes back",
+        planned="the failure-handling issue: an upstream stopped mid-round, each proxy's failures "
+                "and recovery"),
+    Row("one-core-middleware", "one-core", "plain", "wrk", "rps",
+        "HTTP/1.1 requests/s with API-key auth and rate limiting configured on every proxy",
+        planned="the middleware issue: `api-key-auth` and `rate-limit` in Buckler, the peers' "
+                "equivalents"),
+]
+
+
+def config_by_id(config_id):
+    return next(c for c in CONFIGS if c.id == config_id)
