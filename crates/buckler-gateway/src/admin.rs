@@ -20,12 +20,9 @@ use crate::local::{self, UpstreamListing};
 const MAX_ADMIN_BODY: usize = 1024 * 1024;
 
 /// Handles one admin request.
-pub async fn handle(
-    control: Arc<Control>,
-    token: Option<Arc<str>>,
-    request: Request<Incoming>,
-) -> Response<ProxyBody> {
-    if let Err(error) = authorize(token.as_deref(), &request) {
+pub async fn handle(control: Arc<Control>, request: Request<Incoming>) -> Response<ProxyBody> {
+    // The token of the configuration in force: a reload that rotates it takes effect here.
+    if let Err(error) = authorize(control.admin_token().as_deref(), &request) {
         return error.into_response();
     }
     route(&control, request)
@@ -275,7 +272,11 @@ fn explain(control: &Control, query: &str) -> Result<Value, GatewayError> {
 
 fn reload(control: &Arc<Control>) -> Response<ProxyBody> {
     match control.reload() {
-        Ok(summary) => ok_json(&json!({"result": "ok", "summary": summary})),
+        Ok(outcome) => ok_json(&json!({
+            "result": "ok",
+            "summary": outcome.to_string(),
+            "restartRequired": outcome.restart_required,
+        })),
         Err(error) => {
             let errors: Vec<String> = match &error {
                 ChangeError::Invalid(errors) => errors.0.iter().map(|e| e.to_string()).collect(),

@@ -3,16 +3,18 @@
 //! Until the first success the upstream takes no traffic; a later failure keeps the last good
 //! docs. Failures retry with capped exponential backoff and jitter.
 
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
+
+use arc_swap::ArcSwap;
 
 use buckler_config::{Paths, ServiceType};
 use buckler_docs::Limits;
 use buckler_route::{MediaType, PathTemplate};
-use buckler_upstream::{Fetched, HttpUpstreamClient};
+use buckler_upstream::{Fetched, HttpUpstreamClient, LambdaInvoker};
 
-use crate::control::Control;
 use crate::docs_cache::{DocsCache, DocsDigest};
+use crate::publish::Publisher;
 use crate::upstream::{RoutableEndpoint, UpstreamDocs, UpstreamHandle};
 
 /// How long one document fetch may take.
@@ -33,25 +35,25 @@ const SLOW_LOAD: Duration = Duration::from_secs(1);
 /// Fetches and parses the docs of `upstream`. For single-document HTTP formats the last
 /// `ETag` is sent as `If-None-Match`; `Ok(None)` means the upstream answered 304. A document
 /// another upstream already serves is not parsed again: its docs are shared ([`DocsCache`]).
-pub async fn load_docs(
-    control: &Control,
-    client: &HttpUpstreamClient,
+async fn load_docs(
+    env: &LoaderEnv,
     upstream: &UpstreamHandle,
-    paths: &Paths,
     etag: &mut Option<String>,
 ) -> Result<Option<Arc<UpstreamDocs>>, String> {
     let limits = Limits::default();
-    let cache = control.docs_cache();
+    let (client, paths, cache) = (&env.client, &env.paths, &env.docs_cache);
     if let Some(target) = &upstream.lambda_target {
+        let lambda = env.lambda.load_full();
         let bytes =
-            crate::lambda::fetch_document(control, target, &paths.swagger2, FETCH_TIMEOUT).await?;
+            crate::lambda::fetch_document(&lambda, target, &paths.swagger2, FETCH_TIMEOUT).await?;
         if bytes.len() > limits.max_bytes {
             return Err(format!("document larger than {} bytes", limits.max_bytes));
         }
         let digest = DocsDigest::of(ServiceType::Swagger2.as_str(), &[&bytes]);
-        return parsed_once(cache, digest, || {
+        return parsed_once(cache, digest, move || {
             buckler_docs::parse_swagger2(&bytes, &limits)
         })
+        .await
         .map(Some);
     }
     let Some(base) = &upstream.http_base else {
@@ -89,13 +91,14 @@ pub async fn load_docs(
                 Fetched::Document { body, etag } => (body, etag),
             };
             let digest = DocsDigest::of(service_type.as_str(), &[&bytes]);
-            let docs = parsed_once(cache, digest, || {
+            let docs = parsed_once(cache, digest, move || {
                 if service_type == ServiceType::Swagger2 {
                     buckler_docs::parse_swagger2(&bytes, &limits)
                 } else {
                     buckler_docs::parse_openapi3(&bytes, &limits)
                 }
-            });
+            })
+            .await;
             *etag = if docs.is_ok() { new_etag } else { None };
             docs.map(Some)
         }
@@ -110,9 +113,10 @@ pub async fn load_docs(
             let mut parts: Vec<&[u8]> = vec![&listing];
             parts.extend(declarations.iter().map(|d| d.as_slice()));
             let digest = DocsDigest::of(service_type.as_str(), &parts);
-            parsed_once(cache, digest, || {
+            parsed_once(cache, digest, move || {
                 buckler_docs::parse_swagger1(&listing, &declarations, &limits)
             })
+            .await
             .map(Some)
         }
         ServiceType::Lambda => Err("a lambda upstream needs a function ARN or name".to_owned()),
@@ -120,17 +124,23 @@ pub async fn load_docs(
 }
 
 /// The docs for the document with `digest`: shared when an upstream holds them already, else
-/// parsed and shared.
-fn parsed_once<E: std::fmt::Display>(
+/// parsed and shared. Parsing runs on the blocking pool: a 10 MB document takes a good part of
+/// a second, and the request threads must not wait for it.
+async fn parsed_once<E: std::fmt::Display>(
     cache: &DocsCache,
     digest: DocsDigest,
-    parse: impl FnOnce() -> Result<openapiv3::OpenAPI, E>,
+    parse: impl FnOnce() -> Result<openapiv3::OpenAPI, E> + Send + 'static,
 ) -> Result<Arc<UpstreamDocs>, String> {
     if let Some(docs) = cache.get(&digest) {
         return Ok(docs);
     }
-    let model = parse().map_err(|e| e.to_string())?;
-    Ok(cache.share(routable(&model, digest)?))
+    let docs = tokio::task::spawn_blocking(move || {
+        let model = parse().map_err(|e| e.to_string())?;
+        routable(&model, digest)
+    })
+    .await
+    .map_err(|_| "parsing the document panicked".to_owned())??;
+    Ok(cache.share(docs))
 }
 
 /// Turns the normalised model into routable endpoints. One bad template rejects the whole
@@ -159,28 +169,33 @@ pub fn routable(model: &openapiv3::OpenAPI, digest: DocsDigest) -> Result<Upstre
     })
 }
 
-/// Keeps `upstream`'s docs current until the control plane goes away or the task is aborted
-/// (the upstream was removed). Publishes a new table whenever the endpoints change.
-pub async fn run(
-    control: Weak<Control>,
-    client: HttpUpstreamClient,
-    upstream: Arc<UpstreamHandle>,
-    paths: Paths,
-    refresh: Duration,
-) {
+/// What a docs loader needs: the clients to fetch with, where and how often to fetch, the
+/// shared parsed docs, and the publisher to ask for a table with new endpoints.
+#[derive(Debug)]
+pub(crate) struct LoaderEnv {
+    pub(crate) client: HttpUpstreamClient,
+    pub(crate) lambda: Arc<ArcSwap<LambdaInvoker>>,
+    pub(crate) docs_cache: Arc<DocsCache>,
+    pub(crate) publisher: Arc<Publisher>,
+    pub(crate) paths: Paths,
+    pub(crate) refresh: Duration,
+}
+
+/// Keeps `upstream`'s docs current until the task is aborted (the upstream was removed, the
+/// control plane dropped, or the settings changed and a new loader took over). Publishes a new
+/// table whenever the endpoints change.
+pub(crate) async fn run(env: LoaderEnv, upstream: Arc<UpstreamHandle>) {
+    let refresh = env.refresh;
     let mut backoff = FIRST_BACKOFF;
     let mut etag = None;
     loop {
         let loaded = {
             // Never closed, so acquiring only waits (holding no reference to the control plane).
             let permit = LOADS_IN_FLIGHT.acquire().await;
-            let Some(strong) = control.upgrade() else {
-                return;
-            };
             // Boxed: a load's future is ~7 KiB, and every upstream's task would otherwise carry
             // one between loads too (7 MiB for a thousand upstreams, all moved into place and
             // faulted in when they are added).
-            let mut load = Box::pin(load_docs(&strong, &client, &upstream, &paths, &mut etag));
+            let mut load = Box::pin(load_docs(&env, &upstream, &mut etag));
             tokio::select! {
                 loaded = &mut load => loaded,
                 _ = tokio::time::sleep(SLOW_LOAD) => {
@@ -201,16 +216,13 @@ pub async fn run(
                 let first = !upstream.has_served();
                 upstream.set_docs(docs);
                 if changed || first {
-                    let Some(control) = control.upgrade() else {
-                        return;
-                    };
                     tracing::info!(
                         upstream = upstream.identity(),
                         domain = %upstream.domain,
                         endpoints = upstream.docs().map_or(0, |d| d.endpoints.len()),
                         "upstream docs loaded"
                     );
-                    control.publish_coalesced().await;
+                    env.publisher.publish_coalesced().await;
                     upstream.mark_served();
                 }
                 refresh
@@ -223,9 +235,6 @@ pub async fn run(
                     "docs unavailable: {error}"
                 );
                 upstream.set_docs_error(error);
-                if control.strong_count() == 0 {
-                    return;
-                }
                 let delay = if upstream.docs().is_some() {
                     refresh
                 } else {

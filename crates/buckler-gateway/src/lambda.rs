@@ -11,16 +11,17 @@ use buckler_upstream::{
 use http::Response;
 use http_body_util::BodyExt;
 
-use crate::control::Control;
+use buckler_upstream::LambdaInvoker;
+
 use crate::error::GatewayError;
-use crate::pipeline::Outbound;
+use crate::outbound::Outbound;
 use crate::request_timer;
 use crate::table::DomainTable;
 use crate::upstream::UpstreamHandle;
 
 /// Invokes `target` for the outbound request.
 pub(crate) async fn invoke(
-    control: &Control,
+    lambda: &LambdaInvoker,
     domain: &DomainTable,
     upstream: &Arc<UpstreamHandle>,
     target: &LambdaTarget,
@@ -43,7 +44,7 @@ pub(crate) async fn invoke(
     let _guard = upstream.begin_request();
     let timeout = domain.settings.request_timeout;
     let deadline = tokio::time::Instant::now() + timeout;
-    let reply = request_timer::within(deadline, control.lambda().invoke(target, payload))
+    let reply = request_timer::within(deadline, lambda.invoke(target, payload))
         .await
         .map_err(|_| GatewayError::UpstreamTimeout {
             timeout_ms: timeout.as_millis(),
@@ -111,13 +112,13 @@ fn invoke_error(failure: InvokeFailure) -> GatewayError {
 /// The upstream's Swagger 2.0 document, obtained by invoking the function with a
 /// `GET {path}` envelope; it must answer status 200.
 pub(crate) async fn fetch_document(
-    control: &Control,
+    lambda: &LambdaInvoker,
     target: &LambdaTarget,
     path: &str,
     timeout: std::time::Duration,
 ) -> Result<bytes::Bytes, String> {
     let payload = RequestEnvelope::new("GET", path, std::iter::empty(), None).to_payload();
-    let reply = tokio::time::timeout(timeout, control.lambda().invoke(target, payload))
+    let reply = tokio::time::timeout(timeout, lambda.invoke(target, payload))
         .await
         .map_err(|_| {
             format!(

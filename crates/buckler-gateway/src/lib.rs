@@ -17,8 +17,11 @@ mod headers;
 mod lambda;
 mod local;
 pub mod metrics;
+mod middleware;
 pub mod names;
+mod outbound;
 mod pipeline;
+mod publish;
 mod request_timer;
 mod server;
 mod shutdown;
@@ -30,12 +33,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use buckler_config::{Config, Secret};
+use buckler_config::Config;
 use buckler_upstream::HttpUpstreamClient;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-pub use control::{ChangeError, Control, SetupError, UpstreamDiff};
+pub use control::{ChangeError, Control, ReloadOutcome, SetupError, UpstreamDiff};
 pub use error::GatewayError;
 pub use pipeline::MAX_HEADER_BYTES;
 pub use upstream::UpstreamState;
@@ -53,8 +56,6 @@ pub enum StartError {
     Setup(#[from] SetupError),
     #[error("tls: serving TLS is not supported by this build yet (remove the `tls` key)")]
     TlsUnsupported,
-    #[error("admin.token: environment variable {0} is not set")]
-    MissingToken(String),
 }
 
 /// A started gateway. Dropping it without [`RunningGateway::shutdown`] stops accepting at once.
@@ -74,15 +75,6 @@ impl RunningGateway {
         if config.tls.is_some() {
             return Err(StartError::TlsUnsupported);
         }
-        let token = match config.admin.as_ref().and_then(|a| a.token.as_ref()) {
-            None => None,
-            Some(Secret::Literal(token)) => Some(Arc::<str>::from(token.as_str())),
-            Some(Secret::Env(name)) => Some(Arc::<str>::from(
-                std::env::var(name)
-                    .map_err(|_| StartError::MissingToken(name.clone()))?
-                    .as_str(),
-            )),
-        };
         let bind_error = |(addr, source)| StartError::Bind { addr, source };
         let listeners = server::bind_all(&config.listen).await.map_err(bind_error)?;
         let admin_listener = match &config.admin {
@@ -120,7 +112,7 @@ impl RunningGateway {
         if let Some(listener) = admin_listener {
             let control = control.clone();
             let admin: server::Handler = Arc::new(move |_connection, request| {
-                Box::pin(admin::handle(control.clone(), token.clone(), request))
+                Box::pin(admin::handle(control.clone(), request))
             });
             servers.spawn(server::serve(listener, admin, stopped.clone(), grace));
         }

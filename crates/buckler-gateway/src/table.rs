@@ -10,7 +10,8 @@ use buckler_config::{Config, DomainConfig};
 use buckler_route::{MediaType, Negotiable, PathTemplate, RoutingTable, RoutingTableBuilder};
 
 use crate::metrics::RequestStats;
-use crate::upstream::{UpstreamDocs, UpstreamHandle, UpstreamState};
+use crate::middleware::Chain;
+use crate::upstream::{UpstreamDocs, UpstreamHandle};
 
 /// The whole gateway's routing state at one instant.
 #[derive(Debug)]
@@ -43,6 +44,8 @@ pub struct DomainTable {
 pub struct EndpointGroup {
     pub candidates: Vec<Candidate>,
     pub picker: WeightedPicker,
+    /// The middleware its requests run through, compiled when the table is built.
+    pub(crate) middleware: Chain,
 }
 
 /// One upstream inside an endpoint group, with the media types it declared there.
@@ -120,12 +123,10 @@ fn build_routes(upstreams: &[(Arc<UpstreamHandle>, f64)]) -> RoutingTable<Arc<En
     // docs instead of copying: the docs are held here for the whole build.
     let routable: Vec<(&Arc<UpstreamHandle>, f64, Arc<UpstreamDocs>)> = upstreams
         .iter()
-        .filter(|(upstream, _)| match upstream.state() {
-            // Draining upstreams stay candidates at weight 0: they only get traffic when
-            // every other candidate of a group is at 0 too.
-            UpstreamState::Serving | UpstreamState::Draining => true,
-            UpstreamState::Fetching | UpstreamState::Failed => false,
-        })
+        // Every upstream with docs is a candidate: a serving one; one whose first docs just
+        // loaded (this table is the one that makes it serve: `mark_served` follows the swap, so
+        // the admin API never says `serving` before requests can reach it); and a draining one,
+        // which the picker leaves alone while any other candidate of a group can serve.
         .filter_map(|(upstream, weight)| Some((upstream, *weight, upstream.docs()?)))
         .collect();
     // (canonical template, method) -> index into `groups`; the Vec keeps build order stable.
@@ -164,6 +165,7 @@ fn build_routes(upstreams: &[(Arc<UpstreamHandle>, f64)]) -> RoutingTable<Arc<En
             Arc::new(EndpointGroup {
                 picker: WeightedPicker::new(&weights, 0),
                 candidates,
+                middleware: Chain::default(),
             })
         });
     }

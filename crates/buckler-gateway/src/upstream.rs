@@ -180,23 +180,28 @@ impl UpstreamHandle {
         self.docs_failures.load(Ordering::Relaxed)
     }
 
-    /// Installs freshly loaded docs; the upstream serves from the next table on.
+    /// Installs freshly loaded docs; the upstream serves from the next table on. Its state
+    /// says `serving` only once that table is out ([`UpstreamHandle::mark_served`]).
     pub fn set_docs(&self, docs: Arc<UpstreamDocs>) {
         self.docs.store(Some(docs));
         if let Ok(mut error) = self.docs_error.lock() {
             *error = None;
         }
+        if self.state() == UpstreamState::Failed {
+            self.state
+                .store(UpstreamState::Fetching as u8, Ordering::Release);
+        }
+    }
+
+    /// Records that a table routing to this upstream has been published, and only now calls it
+    /// `serving`: before, `/healthcheck` and the admin API would say so while requests still
+    /// met the previous table and got 404.
+    pub fn mark_served(&self) {
+        self.served_once.store(true, Ordering::Release);
         if self.state() != UpstreamState::Draining {
             self.state
                 .store(UpstreamState::Serving as u8, Ordering::Release);
         }
-    }
-
-    /// Records that a table routing to this upstream has been published. Readiness waits for
-    /// this, not for [`UpstreamHandle::set_docs`]: between the two, `/healthcheck` would say
-    /// ready while requests still met the previous table and got 404.
-    pub fn mark_served(&self) {
-        self.served_once.store(true, Ordering::Release);
     }
 
     /// Records a failed load. An upstream that has docs keeps serving with them.
@@ -289,9 +294,14 @@ mod tests {
             endpoints: Vec::new(),
             digest: DocsDigest([1; 32]),
         }));
-        assert_eq!(handle.state(), UpstreamState::Serving);
+        assert_eq!(
+            handle.state(),
+            UpstreamState::Fetching,
+            "serving before any table routes to it"
+        );
         assert!(!handle.has_served(), "ready before any table routes to it");
         handle.mark_served();
         assert!(handle.has_served());
+        assert_eq!(handle.state(), UpstreamState::Serving);
     }
 }

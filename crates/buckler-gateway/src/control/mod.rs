@@ -1,0 +1,721 @@
+//! The control plane: owns the configuration and the upstream handles of every domain, and
+//! publishes a fresh [`RuntimeTable`] whenever anything changes. Every way in — static config,
+//! `upstreams-file` edits, the admin API, SIGHUP reloads — goes through the same
+//! validate → plan → execute → publish path.
+//!
+//! ```text
+//! sources (static, file) ─┐
+//! admin PUT ──────────────┼─▶ plan::plan (pure) ─▶ Control::execute ─▶ publish ─▶ ArcSwap<RuntimeTable>
+//! reload (SIGHUP, admin) ─┘        ▲                   │ spawns
+//!                                  │                   ├─ docs loaders (docs_loader)
+//!                          ramps::drive (steps)        └─ drainers (drain)
+//! ```
+
+mod drain;
+pub(crate) mod plan;
+mod ramps;
+mod sources;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use buckler_balance::RampSchedule;
+use buckler_balance::WeightRamp;
+use buckler_config::{Config, ConfigErrors, DomainConfig, Secret, UpstreamSpec, UpstreamWatcher};
+use buckler_upstream::{HttpUpstreamClient, LambdaInvoker};
+use tokio::sync::Notify;
+use tokio::task::AbortHandle;
+
+use crate::docs_cache::DocsCache;
+use crate::docs_loader::{self, LoaderEnv};
+use crate::metrics::RequestStats;
+use crate::publish::{self, Publish, Publisher};
+use crate::table::{DomainInput, RuntimeTable};
+use crate::upstream::{UpstreamHandle, UpstreamState};
+use plan::{Current, Step};
+
+/// Why the gateway could not be set up from a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("domain {domain}: {reason}")]
+    Upstreams { domain: String, reason: String },
+    #[error("admin.token: environment variable {0} is not set")]
+    MissingToken(String),
+}
+
+/// Why a change was refused. Nothing changed.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    #[error("no domain named {0:?}")]
+    UnknownDomain(String),
+    #[error("{0}")]
+    Invalid(ConfigErrors),
+    #[error("{0}")]
+    Setup(#[from] SetupError),
+    #[error("cannot write {path}: {reason}")]
+    Write { path: String, reason: String },
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// What a change of an upstream set did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct UpstreamDiff {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub reweighted: Vec<String>,
+    pub revived: Vec<String>,
+    pub unchanged: Vec<String>,
+}
+
+/// What a configuration reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadOutcome {
+    /// Domains kept, added and removed, in words.
+    pub summary: String,
+    /// Keys that changed but take effect only at the next restart (`listen`, `admin.listen`,
+    /// `tls.listen`, `workers`): everything else was applied.
+    pub restart_required: Vec<&'static str>,
+}
+
+impl std::fmt::Display for ReloadOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.summary)?;
+        if !self.restart_required.is_empty() {
+            write!(
+                f,
+                "; changed but not applied until restart: {}",
+                self.restart_required.join(", ")
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The control plane. Request handling only ever reads [`Control::table`] (and the reloadable
+/// settings beside it: the admin token, the Lambda invoker).
+#[derive(Debug)]
+pub struct Control {
+    table: ArcSwap<RuntimeTable>,
+    state: Mutex<ControlState>,
+    client: HttpUpstreamClient,
+    /// Replaced by a reload that changes `lambda.endpoint-url`.
+    lambda: Arc<ArcSwap<LambdaInvoker>>,
+    /// The admin API's bearer token, re-read on every reload (so rotating it takes one).
+    admin_token: ArcSwap<Option<Arc<str>>>,
+    ready: AtomicBool,
+    /// Origin of the ramp clock. Tokio's clock, so tests can pause and advance it.
+    origin: tokio::time::Instant,
+    /// Wakes the ramp driver when ramps change.
+    ramps_changed: Arc<Notify>,
+    publisher: Arc<Publisher>,
+    /// Parsed docs shared between upstreams serving the same document.
+    docs_cache: Arc<DocsCache>,
+    reloads_ok: AtomicU64,
+    reloads_error: AtomicU64,
+}
+
+#[derive(Debug)]
+struct ControlState {
+    config: Arc<Config>,
+    domains: Vec<DomainState>,
+    generation: u64,
+}
+
+#[derive(Debug)]
+struct DomainState {
+    settings: DomainConfig,
+    upstreams: Vec<Tracked>,
+    local_stats: Arc<RequestStats>,
+    file_watcher: Option<AbortHandle>,
+}
+
+/// One upstream of a domain with its ramp and background tasks.
+#[derive(Debug)]
+struct Tracked {
+    handle: Arc<UpstreamHandle>,
+    ramp: WeightRamp,
+    loader: AbortHandle,
+    drainer: Option<AbortHandle>,
+}
+
+impl Tracked {
+    fn stop(&self) {
+        self.loader.abort();
+        if let Some(drainer) = &self.drainer {
+            drainer.abort();
+        }
+    }
+}
+
+impl Publish for Control {
+    fn publish(&self) {
+        Control::publish(self);
+    }
+}
+
+impl Control {
+    /// Sets up every domain of `config` and starts loading upstream docs. Must run inside a
+    /// tokio runtime.
+    pub fn start(config: Config, client: HttpUpstreamClient) -> Result<Arc<Control>, SetupError> {
+        let initial: Vec<Vec<UpstreamSpec>> = config
+            .domains
+            .iter()
+            .map(|domain| sources::initial_upstreams(domain, &config))
+            .collect::<Result<_, _>>()?;
+        let token = admin_token(&config)?;
+        let control = Arc::new(Control {
+            table: ArcSwap::from_pointee(RuntimeTable::build(
+                Arc::new(config.clone()),
+                0,
+                Vec::new(),
+            )),
+            lambda: Arc::new(ArcSwap::from_pointee(LambdaInvoker::new(
+                config.lambda.endpoint_url.clone(),
+            ))),
+            admin_token: ArcSwap::from_pointee(token),
+            state: Mutex::new(ControlState {
+                config: Arc::new(config),
+                domains: Vec::new(),
+                generation: 0,
+            }),
+            client,
+            ready: AtomicBool::new(false),
+            origin: tokio::time::Instant::now(),
+            ramps_changed: Arc::new(Notify::new()),
+            publisher: Publisher::new(),
+            docs_cache: Arc::new(DocsCache::default()),
+            reloads_ok: AtomicU64::new(0),
+            reloads_error: AtomicU64::new(0),
+        });
+        {
+            let mut state = control.lock();
+            let config = state.config.clone();
+            for (settings, specs) in config.domains.iter().zip(initial) {
+                let domain = control.new_domain(settings, specs, &config);
+                state.domains.push(domain);
+            }
+            control.publish_locked(&mut state);
+        }
+        tokio::spawn(ramps::drive(
+            Arc::downgrade(&control),
+            control.ramps_changed.clone(),
+        ));
+        tokio::spawn(publish::serve(
+            Arc::downgrade(&control),
+            control.publisher.clone(),
+        ));
+        Ok(control)
+    }
+
+    /// The table to serve the next request with.
+    pub fn table(&self) -> Arc<RuntimeTable> {
+        self.table.load_full()
+    }
+
+    /// The current table, borrowed for one synchronous step (routing a request): no reference
+    /// count is taken, two atomic operations fewer than `table()`.
+    pub(crate) fn table_guard(&self) -> arc_swap::Guard<Arc<RuntimeTable>> {
+        self.table.load()
+    }
+
+    /// The shared upstream client.
+    pub fn client(&self) -> &HttpUpstreamClient {
+        &self.client
+    }
+
+    /// The Lambda invoker of the configuration in force (one SDK client per region).
+    pub fn lambda(&self) -> Arc<LambdaInvoker> {
+        self.lambda.load_full()
+    }
+
+    /// The admin token of the configuration in force (`None`: the admin API is open).
+    pub fn admin_token(&self) -> Option<Arc<str>> {
+        self.admin_token.load().as_ref().clone()
+    }
+
+    /// Time on the ramp clock.
+    fn now(&self) -> Duration {
+        self.origin.elapsed()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ControlState> {
+        // A panic while holding the lock cannot leave the state half-changed in a way that
+        // matters more than stopping would: keep serving with it.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Rebuilds the table from the current upstream states and weights and swaps it in.
+    pub fn publish(&self) {
+        let mut state = self.lock();
+        self.publish_locked(&mut state);
+    }
+
+    /// Returns once a table that includes every change made before this call is published
+    /// (see [`Publisher::publish_coalesced`]).
+    pub async fn publish_coalesced(&self) {
+        self.publisher.publish_coalesced().await;
+    }
+
+    fn publish_locked(&self, state: &mut ControlState) {
+        state.generation += 1;
+        let now = self.now();
+        let inputs = state
+            .domains
+            .iter()
+            .map(|domain| DomainInput {
+                settings: &domain.settings,
+                upstreams: domain
+                    .upstreams
+                    .iter()
+                    .map(|tracked| {
+                        let weight = tracked.ramp.effective(now);
+                        tracked.handle.set_effective_weight(weight);
+                        (tracked.handle.clone(), weight)
+                    })
+                    .collect(),
+                local_stats: domain.local_stats.clone(),
+            })
+            .collect();
+        let table = RuntimeTable::build(state.config.clone(), state.generation, inputs);
+        tracing::debug!(generation = table.generation, "publishing routing table");
+        self.table.store(Arc::new(table));
+    }
+
+    /// True once every configured upstream has been serving at least once; stays true after
+    /// (a readiness latch, as Shield's healthcheck had).
+    pub fn is_ready(&self) -> bool {
+        if self.ready.load(Ordering::Acquire) {
+            return true;
+        }
+        let table = self.table();
+        let ready = table
+            .domains()
+            .iter()
+            .all(|domain| domain.upstreams.iter().all(|u| u.has_served()));
+        if ready {
+            self.ready.store(true, Ordering::Release);
+        }
+        ready
+    }
+
+    /// Reload counts so far: (ok, error).
+    pub fn reload_counts(&self) -> (u64, u64) {
+        (
+            self.reloads_ok.load(Ordering::Relaxed),
+            self.reloads_error.load(Ordering::Relaxed),
+        )
+    }
+
+    fn count_reload(&self, ok: bool) {
+        let counter = if ok {
+            &self.reloads_ok
+        } else {
+            &self.reloads_error
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Replaces a domain's upstream set: new upstreams get their weight at once, changed
+    /// weights ramp, removed upstreams drain, re-added draining ones revive. Publishes once.
+    pub fn replace_upstreams(
+        self: &Arc<Self>,
+        domain_name: &str,
+        specs: Vec<UpstreamSpec>,
+    ) -> Result<UpstreamDiff, ChangeError> {
+        let mut state = self.lock();
+        let config = state.config.clone();
+        let index = state
+            .domains
+            .iter()
+            .position(|d| d.settings.domain_name == domain_name)
+            .ok_or_else(|| ChangeError::UnknownDomain(domain_name.to_owned()))?;
+        let diff = self.execute(&mut state.domains[index], specs, &config);
+        self.publish_locked(&mut state);
+        drop(state);
+        self.ramps_changed.notify_one();
+        tracing::info!(domain = domain_name, ?diff, "upstream set changed");
+        Ok(diff)
+    }
+
+    /// Writes a new upstream set the way the domain's watcher expects: for `static`, applied
+    /// directly; for `file`, written to the file (atomically) and applied, so every gateway
+    /// watching the file converges. Strict JSON, validated whole first.
+    pub fn write_upstreams(
+        self: &Arc<Self>,
+        domain_name: &str,
+        body: &str,
+    ) -> Result<UpstreamDiff, ChangeError> {
+        let (watcher, lambda) = {
+            let state = self.lock();
+            let domain = state
+                .domains
+                .iter()
+                .find(|d| d.settings.domain_name == domain_name)
+                .ok_or_else(|| ChangeError::UnknownDomain(domain_name.to_owned()))?;
+            (
+                domain.settings.upstream_watcher.clone(),
+                state.config.lambda.clone(),
+            )
+        };
+        let specs = buckler_config::parse_upstreams(body, "request body", &lambda)
+            .map_err(ChangeError::Invalid)?;
+        match watcher {
+            UpstreamWatcher::Static { .. } => {}
+            UpstreamWatcher::File { path } => sources::write_atomically(&path, body)?,
+            UpstreamWatcher::Etcd { .. } => {
+                return Err(ChangeError::Unsupported(
+                    "the etcd upstream watcher is not supported by this build yet".to_owned(),
+                ))
+            }
+        }
+        self.replace_upstreams(domain_name, specs)
+    }
+
+    /// Re-reads the configuration file and applies it: a complete new configuration is
+    /// validated first, and on any error nothing changes. Listeners are never rebound.
+    pub fn reload(self: &Arc<Self>) -> Result<ReloadOutcome, ChangeError> {
+        let path = self.lock().config.file.clone();
+        let result = buckler_config::load(&path)
+            .map_err(ChangeError::Invalid)
+            .and_then(|config| self.apply_config(config));
+        match &result {
+            Ok(outcome) => {
+                self.count_reload(true);
+                tracing::info!(file = %path.display(), "configuration reloaded: {outcome}");
+            }
+            Err(error) => {
+                self.count_reload(false);
+                for line in error.to_string().lines() {
+                    tracing::error!(file = %path.display(), "configuration reload rejected: {line}");
+                }
+            }
+        }
+        result
+    }
+
+    /// Applies a validated configuration: everything but the restart-only keys, which the
+    /// outcome names when they changed.
+    fn apply_config(self: &Arc<Self>, config: Config) -> Result<ReloadOutcome, ChangeError> {
+        // Everything that can fail happens before the state is touched.
+        let specs: Vec<Vec<UpstreamSpec>> = config
+            .domains
+            .iter()
+            .map(|domain| sources::initial_upstreams(domain, &config))
+            .collect::<Result<_, _>>()?;
+        let token = admin_token(&config)?;
+        let mut state = self.lock();
+        let restart_required = restart_only_changes(&state.config, &config);
+        self.admin_token.store(Arc::new(token));
+        if state.config.lambda.endpoint_url != config.lambda.endpoint_url {
+            self.lambda.store(Arc::new(LambdaInvoker::new(
+                config.lambda.endpoint_url.clone(),
+            )));
+        }
+        let paths_changed = state.config.paths != config.paths;
+        let config = Arc::new(config);
+        state.config = config.clone();
+        let mut old: Vec<DomainState> = std::mem::take(&mut state.domains);
+        let mut kept = 0;
+        for (settings, specs) in config.domains.iter().zip(specs) {
+            match old
+                .iter()
+                .position(|d| d.settings.domain_name == settings.domain_name)
+            {
+                Some(i) => {
+                    let mut domain = old.swap_remove(i);
+                    self.update_domain_settings(&mut domain, settings, paths_changed, &config);
+                    self.execute(&mut domain, specs, &config);
+                    state.domains.push(domain);
+                    kept += 1;
+                }
+                None => {
+                    let domain = self.new_domain(settings, specs, &config);
+                    state.domains.push(domain);
+                }
+            }
+        }
+        let removed = old.len();
+        for domain in old {
+            stop_domain(&domain);
+        }
+        let added = state.domains.len() - kept;
+        self.publish_locked(&mut state);
+        drop(state);
+        self.ramps_changed.notify_one();
+        for key in &restart_required {
+            tracing::warn!("`{key}` changed: it is applied at the next restart, not by a reload");
+        }
+        Ok(ReloadOutcome {
+            summary: format!("{kept} domains kept, {added} added, {removed} removed"),
+            restart_required,
+        })
+    }
+
+    fn new_domain(
+        self: &Arc<Self>,
+        settings: &DomainConfig,
+        specs: Vec<UpstreamSpec>,
+        config: &Config,
+    ) -> DomainState {
+        let mut domain = DomainState {
+            settings: settings.clone(),
+            upstreams: Vec::new(),
+            local_stats: Arc::new(RequestStats::default()),
+            file_watcher: None,
+        };
+        self.execute(&mut domain, specs, config);
+        domain.file_watcher = self.spawn_file_watcher(settings);
+        domain
+    }
+
+    /// Applies a domain's new settings. Ramps follow a new schedule; a new watcher replaces
+    /// the old one; when where or how often docs are fetched changed, every upstream's loader
+    /// starts over with the new settings (an upstream keeps serving its last docs meanwhile).
+    fn update_domain_settings(
+        self: &Arc<Self>,
+        domain: &mut DomainState,
+        settings: &DomainConfig,
+        paths_changed: bool,
+        config: &Config,
+    ) {
+        let now = self.now();
+        let schedule = schedule_of(settings);
+        for tracked in &mut domain.upstreams {
+            tracked.ramp.reschedule(schedule, now);
+        }
+        let watcher_changed = domain.settings.upstream_watcher != settings.upstream_watcher;
+        let refresh_changed = domain.settings.docs_refresh != settings.docs_refresh;
+        domain.settings = settings.clone();
+        if watcher_changed {
+            if let Some(watcher) = domain.file_watcher.take() {
+                watcher.abort();
+            }
+            domain.file_watcher = self.spawn_file_watcher(settings);
+        }
+        if paths_changed || refresh_changed {
+            for tracked in &mut domain.upstreams {
+                tracked.loader.abort();
+                tracked.loader = self.spawn_loader(&tracked.handle, settings, config);
+            }
+        }
+    }
+
+    /// Plans the change from the domain's tracked set to `specs` and carries it out.
+    fn execute(
+        self: &Arc<Self>,
+        domain: &mut DomainState,
+        specs: Vec<UpstreamSpec>,
+        config: &Config,
+    ) -> UpstreamDiff {
+        let now = self.now();
+        let previous = std::mem::take(&mut domain.upstreams);
+        let current: Vec<Current<'_>> = previous
+            .iter()
+            .map(|tracked| Current {
+                identity: tracked.handle.identity(),
+                service_type: tracked.handle.spec.service_type,
+                draining: tracked.handle.state() == UpstreamState::Draining,
+                target_weight: tracked.handle.target_weight(),
+                ramp: tracked.ramp,
+            })
+            .collect();
+        let plan = plan::plan(&current, specs, schedule_of(&domain.settings), now);
+        let diff = plan.summary(&current);
+        drop(current);
+        let mut old: Vec<Option<Tracked>> = previous.into_iter().map(Some).collect();
+        let mut upstreams = Vec::with_capacity(plan.steps.len());
+        for step in plan.steps {
+            let take = |old: &mut Vec<Option<Tracked>>, index: usize| {
+                old[index].take().expect("a plan names each upstream once")
+            };
+            match step {
+                Step::Add {
+                    spec,
+                    ramp,
+                    replaces,
+                } => {
+                    if let Some(index) = replaces {
+                        take(&mut old, index).stop();
+                    }
+                    let handle = Arc::new(UpstreamHandle::new(spec, &domain.settings.domain_name));
+                    let loader = self.spawn_loader(&handle, &domain.settings, config);
+                    upstreams.push(Tracked {
+                        handle,
+                        ramp,
+                        loader,
+                        drainer: None,
+                    });
+                }
+                Step::Keep { index } | Step::StillDraining { index } => {
+                    upstreams.push(take(&mut old, index));
+                }
+                Step::Retarget {
+                    index,
+                    weight,
+                    ramp,
+                } => {
+                    let mut tracked = take(&mut old, index);
+                    tracked.handle.set_target_weight(weight);
+                    tracked.ramp = ramp;
+                    upstreams.push(tracked);
+                }
+                Step::Revive {
+                    index,
+                    weight,
+                    ramp,
+                } => {
+                    let mut tracked = take(&mut old, index);
+                    if let Some(drainer) = tracked.drainer.take() {
+                        drainer.abort();
+                    }
+                    tracked.handle.revive();
+                    tracked.handle.set_target_weight(weight);
+                    tracked.ramp = ramp;
+                    upstreams.push(tracked);
+                }
+                Step::Drain { index, ramp } => {
+                    let mut tracked = take(&mut old, index);
+                    tracked.handle.start_draining();
+                    tracked.ramp = ramp;
+                    tracked.drainer = Some(
+                        tokio::spawn(drain::drain(
+                            Arc::downgrade(self),
+                            tracked.handle.clone(),
+                            domain.settings.drain_timeout,
+                        ))
+                        .abort_handle(),
+                    );
+                    upstreams.push(tracked);
+                }
+            }
+        }
+        domain.upstreams = upstreams;
+        diff
+    }
+
+    fn spawn_loader(
+        self: &Arc<Self>,
+        handle: &Arc<UpstreamHandle>,
+        settings: &DomainConfig,
+        config: &Config,
+    ) -> AbortHandle {
+        let env = LoaderEnv {
+            client: self.client.clone(),
+            lambda: self.lambda.clone(),
+            docs_cache: self.docs_cache.clone(),
+            publisher: self.publisher.clone(),
+            paths: config.paths.clone(),
+            refresh: settings.docs_refresh,
+        };
+        tokio::spawn(docs_loader::run(env, handle.clone())).abort_handle()
+    }
+
+    fn spawn_file_watcher(self: &Arc<Self>, settings: &DomainConfig) -> Option<AbortHandle> {
+        let UpstreamWatcher::File { path } = &settings.upstream_watcher else {
+            return None;
+        };
+        let task = tokio::spawn(sources::watch_file(
+            Arc::downgrade(self),
+            settings.domain_name.clone(),
+            path.clone(),
+        ));
+        Some(task.abort_handle())
+    }
+
+    /// The Lambda defaults of the configuration in force (for parsing upstream lists).
+    fn lambda_defaults(&self) -> buckler_config::LambdaDefaults {
+        self.lock().config.lambda.clone()
+    }
+
+    /// Drops a drained upstream (if it is still draining: it may have been revived).
+    fn finish_drain(&self, handle: &Arc<UpstreamHandle>) {
+        let mut state = self.lock();
+        let mut dropped = false;
+        for domain in &mut state.domains {
+            if let Some(i) = domain.upstreams.iter().position(|t| {
+                Arc::ptr_eq(&t.handle, handle) && t.handle.state() == UpstreamState::Draining
+            }) {
+                let tracked = domain.upstreams.remove(i);
+                tracked.loader.abort();
+                dropped = true;
+            }
+        }
+        if dropped {
+            tracing::info!(
+                upstream = handle.identity(),
+                in_flight = handle.in_flight(),
+                "drained upstream dropped"
+            );
+            self.publish_locked(&mut state);
+        }
+    }
+
+    /// The earliest upcoming ramp step on the ramp clock, if any ramp is moving.
+    fn next_ramp_step(&self) -> Option<Duration> {
+        let now = self.now();
+        let state = self.lock();
+        state
+            .domains
+            .iter()
+            .flat_map(|d| d.upstreams.iter())
+            .filter_map(|t| t.ramp.next_step_at(now))
+            .min()
+    }
+}
+
+impl Drop for Control {
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
+        for domain in &state.domains {
+            stop_domain(domain);
+        }
+    }
+}
+
+fn stop_domain(domain: &DomainState) {
+    for tracked in &domain.upstreams {
+        tracked.stop();
+    }
+    if let Some(watcher) = &domain.file_watcher {
+        watcher.abort();
+    }
+}
+
+fn schedule_of(settings: &DomainConfig) -> RampSchedule {
+    RampSchedule {
+        step_count: settings.upstream_weighting.step_count,
+        step_duration: settings.upstream_weighting.step_duration,
+    }
+}
+
+/// The admin token `config` asks for, resolved (`env:NAME` read now).
+fn admin_token(config: &Config) -> Result<Option<Arc<str>>, SetupError> {
+    match config.admin.as_ref().and_then(|a| a.token.as_ref()) {
+        None => Ok(None),
+        Some(Secret::Literal(token)) => Ok(Some(Arc::from(token.as_str()))),
+        Some(Secret::Env(name)) => std::env::var(name)
+            .map(|token| Some(Arc::from(token.as_str())))
+            .map_err(|_| SetupError::MissingToken(name.clone())),
+    }
+}
+
+/// The restart-only keys whose values differ between `old` and `new`: a reload never rebinds
+/// a listener or rebuilds the runtime.
+fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    if old.listen != new.listen {
+        changed.push("listen");
+    }
+    if old.admin.as_ref().map(|a| a.listen) != new.admin.as_ref().map(|a| a.listen) {
+        changed.push("admin.listen");
+    }
+    changed
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,155 @@
+//! The request path, top to bottom:
+//!
+//! ```text
+//! checks → local → domain → route → negotiate → middleware → pick → dispatch → observe
+//! ```
+//!
+//! Every stage before `dispatch` takes the request's head (`http::request::Parts`), not a
+//! socket type, so each is unit-tested without sockets; each either hands the request on or
+//! answers it with a [`GatewayError`]. `dispatch` is the only stage that awaits.
+
+mod checks;
+mod dispatch;
+mod forward;
+mod observe;
+mod route;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use buckler_upstream::{empty_body, BoxError, ProxyBody};
+use http::header::HeaderValue;
+use http::request::Parts;
+use http::{Request, Response};
+use http_body::Body;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+
+use crate::control::Control;
+use crate::error::GatewayError;
+use crate::headers;
+use crate::local;
+use crate::table::DomainTable;
+
+pub use checks::MAX_HEADER_BYTES;
+use dispatch::Forward;
+use route::{Endpoint, LocalEndpoint};
+
+/// What the gateway knows about the connection a request came on.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionInfo {
+    pub peer: SocketAddr,
+    /// `"http"` or `"https"`, for `X-Forwarded-Proto`.
+    pub scheme: &'static str,
+}
+
+/// Handles one request end to end. Never fails: every failure becomes a response.
+///
+/// Every stage up to the upstream exchange runs when this is called; the future it returns
+/// holds only what the exchange needs (a smaller future, copied less at every move).
+pub fn handle(
+    control: Arc<Control>,
+    connection: ConnectionInfo,
+    request: Request<Incoming>,
+) -> impl Future<Output = Response<ProxyBody>> + Send + 'static {
+    let started = Instant::now();
+    let (mut parts, body) = request.into_parts();
+    let request_id = headers::request_id(&parts.headers);
+    let observed = observe::Observed::new(&parts, request_id.clone(), started);
+    let has_body = !body.is_end_stream();
+    let decided = decide(&control, connection, &mut parts, has_body, &request_id);
+    async move {
+        let outcome = match decided {
+            Ok(Decided::Answer(response)) => Ok(response),
+            Ok(Decided::Forward(forward)) => {
+                let body = request_body(body, has_body, forward.max_body);
+                forward.dispatch(&control, body, started).await
+            }
+            Err(failure) => Err(failure),
+        };
+        observed.finish(outcome)
+    }
+}
+
+/// A failure, with the domain it happened in (for the domain's own request counts).
+type Failure = (GatewayError, Option<Arc<DomainTable>>);
+
+/// What the stages before the upstream exchange decided.
+enum Decided {
+    /// Answered by the gateway itself (a local endpoint, `OPTIONS`).
+    Answer(Response<ProxyBody>),
+    /// To be sent to an upstream of this group.
+    Forward(Forward),
+}
+
+/// Every stage before the upstream exchange, in order, synchronously.
+fn decide(
+    control: &Arc<Control>,
+    connection: ConnectionInfo,
+    parts: &mut Parts,
+    has_body: bool,
+    request_id: &HeaderValue,
+) -> Result<Decided, Failure> {
+    checks::check(parts).map_err(|e| (e, None))?;
+    let table = control.table_guard();
+    if let Some(local) = route::local_endpoint(parts, &table) {
+        let answer = match local {
+            LocalEndpoint::Healthcheck => local::healthcheck(control, &table),
+            LocalEndpoint::Metrics => local::metrics(control, &table),
+            LocalEndpoint::Spec(domain) => local::spec(&domain, table.generation),
+        };
+        return Ok(Decided::Answer(answer));
+    }
+    let domain = route::domain(&table, parts).map_err(|e| (e, None))?;
+    let fail = |error: GatewayError| (error, Some(domain.clone()));
+    let (group, routed_path) = match route::endpoint(&domain, parts).map_err(fail)? {
+        Endpoint::Group { group, stripped } => (group, stripped),
+        Endpoint::Options { allow } => return Ok(Decided::Answer(route::options_response(&allow))),
+    };
+    let selection = route::negotiate(&group, parts, has_body).map_err(fail)?;
+    let max_body = table.config.max_request_body;
+    checks::declared_length_within(parts, has_body, max_body).map_err(fail)?;
+    group.middleware.apply(parts).map_err(fail)?;
+    let outbound = forward::outbound(
+        parts,
+        connection,
+        request_id,
+        routed_path.as_deref(),
+        &table.config,
+    );
+    Ok(Decided::Forward(Forward {
+        domain,
+        group,
+        selection,
+        outbound,
+        has_body,
+        max_body,
+    }))
+}
+
+/// The client's body as the upstream gets it: bounded by `max-request-body`.
+fn request_body(body: Incoming, has_body: bool, max_body: u64) -> ProxyBody {
+    if has_body {
+        Limited::new(body, usize::try_from(max_body).unwrap_or(usize::MAX))
+            .map_err(|error| -> BoxError { error })
+            .boxed()
+    } else {
+        empty_body()
+    }
+}
+
+/// A request head for the stages' unit tests.
+#[cfg(test)]
+pub(crate) fn test_parts(method: &str, uri: &str, headers: &[(&str, &str)]) -> Parts {
+    let mut request = Request::builder().method(method).uri(uri);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request
+        .body(())
+        .expect("a valid test request")
+        .into_parts()
+        .0
+}

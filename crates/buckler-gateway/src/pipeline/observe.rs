@@ -1,0 +1,84 @@
+//! The last stage: every response, forwarded or made by the gateway, gets `Via` and
+//! `X-Request-Id`; gateway-made errors are counted for their domain; and the request is logged
+//! at debug level.
+
+use std::time::Instant;
+
+use buckler_upstream::ProxyBody;
+use http::header::HeaderValue;
+use http::request::Parts;
+use http::{Method, Response};
+
+use super::Failure;
+use crate::headers;
+
+/// What the observe stage keeps from the request while it is handled.
+pub(super) struct Observed {
+    request_id: HeaderValue,
+    started: Instant,
+    /// Captured only when the request log line will be written: the hot path allocates
+    /// nothing for logging when debug is off.
+    logged: Option<(Method, String)>,
+}
+
+impl Observed {
+    pub(super) fn new(parts: &Parts, request_id: HeaderValue, started: Instant) -> Observed {
+        let logged = tracing::enabled!(tracing::Level::DEBUG)
+            .then(|| (parts.method.clone(), parts.uri.path().to_owned()));
+        Observed {
+            request_id,
+            started,
+            logged,
+        }
+    }
+
+    /// Turns the outcome into the response the client gets.
+    pub(super) fn finish(
+        self,
+        outcome: Result<Response<ProxyBody>, Failure>,
+    ) -> Response<ProxyBody> {
+        let mut response = match outcome {
+            Ok(response) => response,
+            Err((error, domain)) => {
+                let response = error.into_response();
+                if let Some(domain) = domain {
+                    domain
+                        .local_stats
+                        .record(response.status().as_u16(), self.started.elapsed());
+                }
+                response
+            }
+        };
+        let response_headers = response.headers_mut();
+        headers::append_via(response_headers);
+        response_headers.insert(&headers::X_REQUEST_ID, self.request_id.clone());
+        if let Some((method, path)) = self.logged {
+            tracing::debug!(
+                request_id = self.request_id.to_str().unwrap_or(""),
+                %method,
+                path,
+                status = response.status().as_u16(),
+                elapsed_us = self.started.elapsed().as_micros() as u64,
+                "request"
+            );
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::GatewayError;
+    use crate::pipeline::test_parts;
+
+    #[test]
+    fn every_response_carries_via_and_the_request_id() {
+        let parts = test_parts("GET", "/x", &[]);
+        let observed = Observed::new(&parts, HeaderValue::from_static("id-1"), Instant::now());
+        let response = observed.finish(Err((GatewayError::NotAcceptable, None)));
+        assert_eq!(response.status(), 406);
+        assert_eq!(response.headers()["x-request-id"], "id-1");
+        assert_eq!(response.headers()["via"], "1.1 buckler");
+    }
+}
