@@ -43,7 +43,7 @@ def throughput_rounds(contenders, upstreams, settings, load, primary):
                     share[i] += after[i] - before[i]
             result["round"] = round_no
             results[contender.name]["wrk"].append(result)
-            log(f"round {round_no} wrk    {contender.name:10} {result['rps']:>10.0f} req/s  "
+            log(f"round {round_no} wrk    {contender.name:21} {result['rps']:>10.0f} req/s  "
                 f"p50 {result['p50']:.3f} ms  p99 {result['p99']:.3f} ms  failed {result['failed']}")
         for contender in order:
             if contender.url_h2 is None:
@@ -53,7 +53,7 @@ def throughput_rounds(contenders, upstreams, settings, load, primary):
             if result:
                 result["round"] = round_no
                 results[contender.name]["h2"].append(result)
-                log(f"round {round_no} h2load {contender.name:10} {result['rps']:>10.0f} req/s  "
+                log(f"round {round_no} h2load {contender.name:21} {result['rps']:>10.0f} req/s  "
                     f"mean {result['mean']:.3f} ms  failed {result['failed']}")
     peak = {c.name: c.rss_kib("VmHWM") for c in contenders if c.process}
     return results, share, peak
@@ -79,7 +79,7 @@ def big_body(contenders, buckler, size_mb):
         speeds[contender.name] = float(speed) / 1e6
         if contender is buckler:
             buckler_rss = (samples[0] if samples else 0, max(samples) if samples else 0)
-        log(f"{size_mb} MB body via {contender.name:10} {speeds[contender.name]:.0f} MB/s")
+        log(f"{size_mb} MB body via {contender.name:21} {speeds[contender.name]:.0f} MB/s")
     return speeds, buckler_rss
 
 
@@ -112,10 +112,11 @@ def instructions_per_request(workdir, upstreams, proxy_cpus, requests, binary):
                 raise SystemExit(f"callgrind run ({label}): not every request succeeded:\n{done}")
 
         drive(max(requests // 2, 100))  # warm-up: connections and pools open, tables built
-        run(["callgrind_control", "-i", "on", str(process.pid)], stdout=subprocess.DEVNULL)
+        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        run(["callgrind_control", "-i", "on", str(process.pid)], **quiet)
         drive(requests)
-        run(["callgrind_control", "-i", "off", str(process.pid)], stdout=subprocess.DEVNULL)
-        run(["callgrind_control", "-d", str(process.pid)], stdout=subprocess.DEVNULL)
+        run(["callgrind_control", "-i", "off", str(process.pid)], **quiet)
+        run(["callgrind_control", "-d", str(process.pid)], **quiet)
         process.terminate()
         process.wait(60)
         with open(out + ".1") as f:

@@ -97,7 +97,8 @@ def run_section(data):
         "- Peers: " + "; ".join(f"{k}: {v}" for k, v in info["versions"].items()),
         f"- Buckler builds: {builds}",
         f"- Mode: {'quick (smoke run; numbers not meaningful)' if data['mode'] == 'quick' else 'full'}; "
-        f"{settings['rounds']} rounds of {settings['seconds']} s per contender and tool, "
+        f"{settings['rounds']} round{'s' if settings['rounds'] != 1 else ''} of "
+        f"{settings['seconds']} s per contender and tool, "
         "contenders interleaved round by round, in reverse order every other round; "
         f"wrk {settings['connections']} connections; h2load {settings['h2_connections']} "
         f"connections × {settings['h2_streams']} streams",
@@ -152,8 +153,9 @@ def config_section(config, config_data, judged):
         if result is None:
             lines.append(f"| {row.title} | {peer} | — | — | — | {verdict_cell(result)} |")
             continue
-        lines.append(f"| {row.title} | {peer} | {result['ratio']:.2f}× | "
-                     f"{result['low']:.2f}–{result['high']:.2f}× | "
+        interval = (f"{result['low']:.2f}–{result['high']:.2f}×" if result["verdict"]
+                    else "—")  # one or two rounds make no interval
+        lines.append(f"| {row.title} | {peer} | {result['ratio']:.2f}× | {interval} | "
                      f"{result['ahead_in']} of {result['rounds']} | {verdict_cell(result)} |")
     lines.append("")
     return lines
