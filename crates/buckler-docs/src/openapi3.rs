@@ -22,7 +22,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::json::{census, parse_value, read_body, version_text};
+use crate::json::{census_and_value, parse_value, read_body, version_text};
 use crate::pointer::{merged, resolve_local};
 use crate::{DocFormat, DocsError, Limits, X_DISABLED_LISTENERS, X_DISABLED_MIDDLEWARE};
 
@@ -50,7 +50,7 @@ pub fn parse_openapi3_as(
     limits: &Limits,
 ) -> Result<oa::OpenAPI, DocsError> {
     let body = read_body(bytes, limits, format)?;
-    let census = census(body, limits)?;
+    let (census, parsed) = census_and_value(body, limits)?;
     let minor = version_text(census.openapi.as_ref())
         .as_deref()
         .and_then(minor_version);
@@ -62,7 +62,10 @@ pub fn parse_openapi3_as(
             expected: "\"3.0.x\" or \"3.1.x\"",
         });
     };
-    let mut document: Value = parse_value(body)?;
+    let mut document: Value = match parsed {
+        Some(document) => document,
+        None => parse_value(body)?,
+    };
     let Value::Object(root) = &mut document else {
         return Err(DocsError::Invalid {
             path: ".".to_owned(),

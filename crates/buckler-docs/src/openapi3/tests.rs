@@ -414,3 +414,20 @@ fn default_limits_take_the_largest_published_documents() {
         json!({"openapi": "3.0.3", "info": {"title": "t", "version": "1"}, "paths": paths});
     assert_eq!(endpoints(&parse(&document).unwrap()).len(), 12_000);
 }
+
+#[test]
+fn operations_of_31_without_responses_and_mutual_tls_schemes_load() {
+    let document = json!({
+        "openapi": "3.1.0",
+        "info": {"title": "t", "version": "1"},
+        "paths": {"/cookies": {"get": {"parameters": [{"name": "c", "in": "cookie"}]}}},
+        "components": {"securitySchemes": {
+            "mtls": {"type": "mutualTLS"},
+            "key": {"type": "apiKey", "name": "k", "in": "header"}
+        }}
+    });
+    let model = parse(&document).unwrap();
+    assert_eq!(routes(&model), ["GET /cookies"]);
+    let schemes = &model.components.as_ref().unwrap().security_schemes;
+    assert_eq!(schemes.keys().collect::<Vec<_>>(), ["key"]);
+}
