@@ -307,3 +307,202 @@ async fn sighup_reloads_and_a_broken_file_changes_nothing() {
         .success());
     assert!(child.wait().unwrap().success());
 }
+
+/// `check` and `run` refuse a key that is not built yet with the same line
+/// (`FILE:LINE:COL: key: not supported yet`), `check` with exit 1, and `run` before binding.
+#[test]
+fn check_and_run_refuse_a_middleware_that_is_not_built_yet() {
+    let text = "{\n  listen: \"127.0.0.1:0\",\n  domains: [{ \"domain-name\": \"*\",\n    \"middleware-chain\": [{ id: \"auth\", builder: \"api-key-auth\" }],\n    middleware: { auth: { allowed: [\"k1\"] } },\n  }],\n}\n";
+    let path = temp_config("unbuilt-middleware", text);
+    let expected = format!(
+        "{}:4:49: domains[0].middleware-chain[0].builder: not supported yet",
+        path.display()
+    );
+    let out = buckler()
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim_end(), expected);
+    let out = buckler()
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.lines().any(|l| l == expected), "{stderr}");
+}
+
+/// `check` used to pass `tls` and etcd domains that `run` then refused: now both refuse them
+/// the same way, every refusal listed.
+#[test]
+fn check_and_run_agree_on_tls_and_etcd() {
+    let text = "{\n  listen: \"127.0.0.1:0\",\n  tls: { listen: \"127.0.0.1:0\", cert: \"c.pem\", key: \"k.pem\" },\n  domains: [{ \"domain-name\": \"*\", \"upstream-watcher\": \"etcd\",\n    etcd: { endpoints: [\"http://127.0.0.1:2379\"], key: \"/k\" } }],\n}\n";
+    let path = temp_config("unbuilt-tls-etcd", text);
+    let file = path.display().to_string();
+    let expected = format!(
+        "{file}:3:3: tls: not supported yet\n{file}:5:5: domains[0].etcd: not supported yet"
+    );
+    let out = buckler()
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim_end(), expected);
+    let out = buckler()
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&expected),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn check_refuses_a_duplicate_key_with_its_position() {
+    let text = "{\n  listen: \"127.0.0.1:0\",\n  domains: [{ \"domain-name\": \"*\",\n    \"request-timeout\": \"1s\", \"request-timeout\": \"2s\" }],\n}\n";
+    let path = temp_config("duplicate-key", text);
+    let out = buckler()
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim_end(),
+        format!(
+            "{}:4:30: domains[0].request-timeout: duplicate key",
+            path.display()
+        )
+    );
+}
+
+/// The annotated example passes `check` as shipped, and starts (its addresses moved to free
+/// ports, its admin token set).
+#[test]
+fn the_example_config_passes_check_and_starts() {
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../../gateway-config");
+    let out = buckler()
+        .args(["check", "--config"])
+        .arg(format!("{shipped}/example.json5"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "ok",
+        "exit {:?}",
+        out.status
+    );
+    let example = std::fs::read_to_string(format!("{shipped}/example.json5")).unwrap();
+    let moved = example
+        .replace(
+            r#"listen: ["127.0.0.1:8080", "[::1]:8080"],"#,
+            r#"listen: ["127.0.0.1:0"],"#,
+        )
+        .replace(
+            r#"admin: { listen: "127.0.0.1:9901","#,
+            r#"admin: { listen: "127.0.0.1:0","#,
+        );
+    assert_eq!(
+        moved.matches("127.0.0.1:0").count(),
+        2,
+        "the example's listen and admin lines moved"
+    );
+    let path = temp_config("example", &moved);
+    std::fs::copy(
+        format!("{shipped}/upstreams.json"),
+        path.parent().unwrap().join("upstreams.json"),
+    )
+    .unwrap();
+    let mut child = buckler()
+        .args(["run", "--config"])
+        .arg(&path)
+        .env("BUCKLER_ADMIN_TOKEN", "example-token")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    if !line.starts_with("buckler listening on") {
+        let status = child.wait().unwrap();
+        panic!("the example did not start ({status:?}): {line}");
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    assert!(child.wait().unwrap().success());
+}
+
+/// A reload refuses what `check` refuses: the old table stays and the error is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_refuses_a_key_that_is_not_built_yet() {
+    let upstream = FakeUpstream::builder("kept")
+        .doc(Swagger2Doc::new("kept", "1").op("get", "/who").to_json())
+        .start()
+        .await;
+    let config = |extra: &str| {
+        format!(
+            r#"{{ listen: "127.0.0.1:0", domains: [{{ "domain-name": "*", {extra}
+                 upstreams: [{{ serviceType: "swagger2", serviceLocation: "{}" }}] }}] }}"#,
+            upstream.url()
+        )
+    };
+    let path = temp_config("reload-unbuilt", &config(""));
+    let mut child = buckler()
+        .args(["run", "--config"])
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let addr = line.trim().rsplit(' ').next().unwrap().to_owned();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !raw_get(&addr, "/who").starts_with("HTTP/1.1 200") {
+        assert!(std::time::Instant::now() < deadline, "never served");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::write(
+        &path,
+        config(r#""middleware-chain": [{ id: "auth", builder: "api-key-auth" }], middleware: { auth: { allowed: ["k1"] } },"#),
+    )
+    .unwrap();
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !raw_get(&addr, "/metrics").contains("buckler_config_reloads_total{result=\"error\"} 1") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reload was not refused"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        raw_get(&addr, "/who").starts_with("HTTP/1.1 200"),
+        "the old table stays: no key check appeared"
+    );
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    assert!(child.wait().unwrap().success());
+}
