@@ -152,7 +152,7 @@ fn main() {
     for failure in &failures {
         println!("  FAIL {failure}");
     }
-    timings.sort_by(|a, b| b.0.cmp(&a.0));
+    timings.sort_by_key(|t| std::cmp::Reverse(t.0));
     println!("largest documents: bytes, parse, parse+endpoints+table, operations");
     for (bytes, parse, total, ops, name) in timings.iter().take(8) {
         println!("  {bytes:>10} {parse:>10.1?} {total:>10.1?} {ops:>6} {name}");

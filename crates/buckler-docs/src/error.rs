@@ -110,6 +110,9 @@ impl DocsError {
 /// Serde names the Rust type it expected (`expected struct Census`); the author of a
 /// document needs to hear that an object (a map) was expected.
 pub(crate) fn tidy(message: &str) -> String {
+    if message.contains("enum ParameterSchemaOrContent") {
+        return "a parameter needs `schema` or `content`".to_owned();
+    }
     let mut out = String::with_capacity(message.len());
     let mut rest = message;
     while let Some(at) = rest.find("struct ") {

@@ -396,7 +396,7 @@ fn check_ref_or<T: DeserializeOwned>(value: &Value, at: &str) -> Option<DocsErro
 fn check<T: DeserializeOwned>(value: &Value, at: &str) -> Option<DocsError> {
     T::deserialize(value).err().map(|error| DocsError::Invalid {
         path: at.to_owned(),
-        message: error.to_string(),
+        message: crate::error::tidy(&error.to_string()),
     })
 }
 

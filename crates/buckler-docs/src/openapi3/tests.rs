@@ -420,7 +420,7 @@ fn operations_of_31_without_responses_and_mutual_tls_schemes_load() {
     let document = json!({
         "openapi": "3.1.0",
         "info": {"title": "t", "version": "1"},
-        "paths": {"/cookies": {"get": {"parameters": [{"name": "c", "in": "cookie"}]}}},
+        "paths": {"/cookies": {"get": {"parameters": [{"name": "c", "in": "cookie", "schema": {}}]}}},
         "components": {"securitySchemes": {
             "mtls": {"type": "mutualTLS"},
             "key": {"type": "apiKey", "name": "k", "in": "header"}
@@ -430,4 +430,18 @@ fn operations_of_31_without_responses_and_mutual_tls_schemes_load() {
     assert_eq!(routes(&model), ["GET /cookies"]);
     let schemes = &model.components.as_ref().unwrap().security_schemes;
     assert_eq!(schemes.keys().collect::<Vec<_>>(), ["key"]);
+}
+
+#[test]
+fn a_parameter_without_schema_or_content_is_named_in_words() {
+    let document = json!({
+        "openapi": "3.0.3",
+        "info": {"title": "t", "version": "1"},
+        "paths": {"/c": {"get": {"parameters": [{"name": "c", "in": "query"}], "responses": {}}}}
+    });
+    let err = parse(&document).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "invalid document at paths./c.get.parameters[0]: a parameter needs `schema` or `content`"
+    );
 }
