@@ -113,6 +113,10 @@ pub(crate) fn tidy(message: &str) -> String {
     if message.contains("enum ParameterSchemaOrContent") {
         return "a parameter needs `schema` or `content`".to_owned();
     }
+    if message.contains("did not match any variant of untagged enum") {
+        return "matches none of the allowed forms (an object of this kind, or a `$ref`)"
+            .to_owned();
+    }
     let mut out = String::with_capacity(message.len());
     let mut rest = message;
     while let Some(at) = rest.find("struct ") {
@@ -176,6 +180,10 @@ mod tests {
             "invalid type: string \"swagger\", expected an object (a map of keys to values)"
         );
         assert_eq!(tidy("a struct  b"), "a struct  b");
+        assert!(
+            !tidy("data did not match any variant of untagged enum ReferenceOr")
+                .contains("ReferenceOr")
+        );
     }
 
     #[test]
