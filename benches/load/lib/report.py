@@ -196,7 +196,7 @@ def extras_section(data, config_data, extras):
     return lines
 
 
-def limits_section(data, config_data, extras):
+def limits_section(data):
     """The fixed limits: thresholds, not comparisons, so met / missed rather than a verdict."""
     criterion = {name: ns for name, ns, _ in data["criterion"]}
     rows = []
@@ -215,26 +215,33 @@ def limits_section(data, config_data, extras):
             row(label, fmt_ns(criterion[name]), criterion[name] < limit)
         else:
             row(label, "no criterion result (run `cargo bench -p buckler-benches`)", None)
-    if config_data and extras:
-        idle_rss = config_data["idle_rss_kib"].get(PRIMARY, 0)
-        idle, big = extras["idle_connections"], extras["big_body"]
-        start, peak = big["buckler_rss_kib"]
-        row("proxy idle RSS < 20 MB", mib(idle_rss), idle_rss / 1024 < 20)
-        row(f"RSS with {idle['count']:,} idle connections < 100 MB"
-            + ("" if idle["count"] >= 10_000 else " (quick mode: fewer connections)"),
-            mib(idle["rss_kib"][1]), idle["rss_kib"][1] / 1024 < 100)
-        # Flat: the body is not buffered. The allocator's page reuse moves RSS by a few MiB either
-        # way; buffering would move it by the body's size.
-        row(f"RSS flat while streaming {big['mb']} MB (grows < 16 MiB)",
-            f"{mib(start)} → {mib(peak)}", peak - start < 16 * 1024)
+    for config in CONFIGS:
+        config_data = data["configs"].get(config.id) or {}
+        extras = config_data.get("extras")
+        if not extras:
+            continue
+        where = f" — {config.id}"
+        if "idle_connections" in extras:
+            idle_rss = config_data["idle_rss_kib"].get(PRIMARY, 0)
+            idle, big = extras["idle_connections"], extras["big_body"]
+            start, peak = big["buckler_rss_kib"]
+            row("proxy idle RSS < 20 MB" + where, mib(idle_rss), idle_rss / 1024 < 20)
+            row(f"RSS with {idle['count']:,} idle connections < 100 MB"
+                + ("" if idle["count"] >= 10_000 else " (quick mode: fewer connections)") + where,
+                mib(idle["rss_kib"][1]), idle["rss_kib"][1] / 1024 < 100)
+            # Flat: the body is not buffered. The allocator's page reuse moves RSS by a few MiB
+            # either way; buffering would move it by the body's size.
+            row(f"RSS flat while streaming {big['mb']} MB (grows < 16 MiB)" + where,
+                f"{mib(start)} → {mib(peak)}", peak - start < 16 * 1024)
         for label, outcome in extras["under_load"].items():
-            row(f"0 failed requests, {label}", f"{outcome['failed']} of {outcome['requests']:,}",
-                outcome["failed"] == 0)
+            row(f"0 failed requests, {label}{where}",
+                f"{outcome['failed']} of {outcome['requests']:,}", outcome["failed"] == 0)
         # "No request latency spike while a big table publishes": p99 on the busy domain stays
         # within twice that of the same load just before, without the change.
         for label, outcome in extras["under_load"].items():
             if outcome.get("spike"):
-                row(f"no latency spike (p99 ≤ 2× the same load just before), {label.split(' (')[0]}",
+                row(f"no latency spike (p99 ≤ 2× the same load just before), "
+                    f"{label.split(' (')[0]}{where}",
                     f"p99 {outcome['p99']:.2f} vs {outcome['quiet_p99']:.2f} ms",
                     outcome["p99"] <= 2 * outcome["quiet_p99"])
     return ["## Limits", "", "| limit | this run | |", "| --- | --- | --- |"] + rows + [""]
@@ -280,7 +287,7 @@ def render(data):
     extras = one_core.get("extras") if one_core else None
     if extras:
         lines += extras_section(data, one_core, extras)
-    lines += limits_section(data, one_core, extras)
+    lines += limits_section(data)
     lines += planned_section()
     if data["criterion"]:
         lines += [

@@ -21,6 +21,10 @@ class Config:
     workers: int
     same_headers: bool  # also run NGINX and HAProxy doing Buckler's header work (SPEC §9)
     pingora: bool
+    # After the rounds, on Buckler: "all" the extra measurements (large body, idle connections,
+    # ramp, reloads, fleet spikes, callgrind) or only the fleet "spikes" (SPEC §2 `workers`:
+    # a big publish must not stall the request threads).
+    extras: str
     description: str
 
     @property
@@ -32,7 +36,7 @@ class Config:
 CONFIGS = [
     Config(
         id="one-core", title="One core per proxy (pinned)", pinned=True, workers=1,
-        same_headers=True, pingora=True,
+        same_headers=True, pingora=True, extras="all",
         description=(
             "Every proxy on the first CPU with one worker (Buckler: Tokio's current-thread "
             "scheduler, which it picks when its affinity mask holds one CPU; NGINX "
@@ -40,7 +44,7 @@ CONFIGS = [
             "upstreams, wrk and h2load on the other CPUs.")),
     Config(
         id="two-core", title="Two workers per proxy (unpinned)", pinned=False, workers=2,
-        same_headers=False, pingora=False,
+        same_headers=False, pingora=False, extras="spikes",
         description=(
             "As a user runs them on a small machine: nothing pinned, two workers each (Buckler "
             "`workers: 2`, or until the gateway reads that key, unpinned with its default of a "
