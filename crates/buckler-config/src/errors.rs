@@ -76,6 +76,7 @@ impl<'v> Fields<'v> {
 pub(crate) struct Ctx {
     file: String,
     errors: Vec<ConfigError>,
+    warnings: Vec<ConfigError>,
 }
 
 impl Ctx {
@@ -83,6 +84,7 @@ impl Ctx {
         Ctx {
             file: file.to_owned(),
             errors: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 
@@ -97,6 +99,24 @@ impl Ctx {
                 Err(ConfigErrors(self.errors))
             }
         }
+    }
+
+    /// A problem that does not fail the file (`check` prints it, `run` logs it).
+    pub(crate) fn warn_at(&mut self, value: &Value, path: &str, message: impl Into<String>) {
+        self.warnings.push(ConfigError {
+            file: self.file.clone(),
+            line: value.line,
+            column: value.column,
+            key: path.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    /// The warnings so far, in document order.
+    pub(crate) fn take_warnings(&mut self) -> Vec<ConfigError> {
+        let mut warnings = std::mem::take(&mut self.warnings);
+        warnings.sort_by_key(|w| (w.line, w.column));
+        warnings
     }
 
     pub(crate) fn error_count(&self) -> usize {

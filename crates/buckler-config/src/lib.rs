@@ -50,7 +50,9 @@ pub(crate) fn parse_gated(text: &str, file: &Path, gate: bool) -> Result<Config,
     if gate {
         support::gate(&mut ctx, &document);
     }
+    let warnings = ctx.take_warnings();
     ctx.finish(config)
+        .map(|config| Config { warnings, ..config })
 }
 
 /// Validates a strict-JSON array of Upstream Service Objects (an `upstreams-file`, an etcd

@@ -34,6 +34,9 @@ pub struct Config {
     pub paths: Paths,
     pub lambda: LambdaDefaults,
     pub domains: Vec<DomainConfig>,
+    /// Problems that do not fail the file, each `FILE:LINE:COL: key: message` when displayed
+    /// (`buckler check` prints them on stderr; `run` and reloads should log them).
+    pub warnings: Vec<crate::ConfigError>,
 }
 
 /// `workers`: a thread count, or one per CPU this process may use.

@@ -269,6 +269,17 @@ fn every_key_of_spec_section_2_has_a_typed_field() {
             key: "/buckler/fleet/upstreams".into()
         }
     );
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    let open_bypass = parse_gated(
+        "{ domains: [{ \"domain-name\": \"*\", \"middleware-chain\": [{ id: \"r\", builder: \"rate-limit\" }],\n  middleware: { r: { \"calls-per\": 1, \"per-seconds\": 1, \"bypass-header\": \"X-Internal\" } } }] }",
+        Path::new("gw.json5"),
+        false,
+    )
+    .unwrap();
+    assert_eq!(
+        open_bypass.warnings.iter().map(|w| w.to_string()).collect::<Vec<_>>(),
+        vec!["gw.json5:2:73: domains[0].middleware.r.bypass-header: without bypass-values, any value of this header skips the limit"]
+    );
     // The defaults of what is absent.
     let cache = parse_gated(
         r#"{ domains: [{ "domain-name": "*", "middleware-chain": [{ id: "c", builder: "response-cache" }],

@@ -177,6 +177,7 @@ pub(crate) fn config(ctx: &mut Ctx, root: &Value, file: &Path) -> Option<Config>
         paths: paths?,
         lambda: lambda?,
         domains: domains?,
+        warnings: Vec::new(),
     })
 }
 
@@ -1141,6 +1142,16 @@ fn build_middleware(
                         .map(Some)
                 }
             };
+            if let (Some(header), None) = (
+                settings.and_then(|f| f.get("bypass-header")),
+                settings.and_then(|f| f.get("bypass-values")),
+            ) {
+                ctx.warn_at(
+                    header,
+                    &format!("{spath}.bypass-header"),
+                    "without bypass-values, any value of this header skips the limit",
+                );
+            }
             let kvstore = store(ctx);
             clean.then_some(())?;
             Some(MiddlewareBuilder::RateLimit {
