@@ -15,7 +15,7 @@ FLEET_DOMAIN = "fleet.bench"
 # multi-core rows run Buckler unpinned without it, where it uses every CPU it may (Tokio's
 # multi-thread scheduler, one worker per CPU). Once it does, set this to True: the multi-core
 # Buckler then gets `workers: N` like the peers' `nbthread N` / `worker_processes N`.
-BUCKLER_HAS_WORKERS_KEY = False
+BUCKLER_HAS_WORKERS_KEY = True
 
 SWAGGER = {
     "swagger": "2.0",

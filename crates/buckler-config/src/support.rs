@@ -46,8 +46,8 @@ pub const KEYS: &[(&str, bool)] = &[
     ("domains[].listeners", true),
     ("domains[].listener-config", true),
     ("domains[].kvstores", true),
+    ("workers", true),
     // Not built yet; each names the issue that builds it.
-    ("workers", false),                                             // issue 29
     ("tls", false),                                                 // issue 30
     ("max-connections", false),                                     // issue 30
     ("client-header-timeout", false),                               // issue 30

@@ -120,6 +120,12 @@ type UpstreamGauge = (
 /// `GET /metrics`: Prometheus text exposition format 0.0.4.
 pub fn metrics(control: &Control, table: &RuntimeTable) -> Response<ProxyBody> {
     let mut out = String::new();
+    let workers = tokio::runtime::Handle::current().metrics().num_workers();
+    let _ = writeln!(
+        out,
+        "# HELP {0} Request-serving threads of the runtime.\n# TYPE {0} gauge\n{0} {workers}",
+        names::RUNTIME_WORKERS
+    );
     let (reloads_ok, reloads_error) = control.reload_counts();
     let _ = writeln!(
         out,

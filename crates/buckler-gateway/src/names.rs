@@ -18,6 +18,9 @@ pub const DOCS_FETCH_FAILURES_TOTAL: &str = "buckler_docs_fetch_failures_total";
 pub const CONFIG_RELOADS_TOTAL: &str = "buckler_config_reloads_total";
 /// Gauge: routing-table generation currently served.
 pub const TABLE_GENERATION: &str = "buckler_table_generation";
+/// Gauge: the request-serving threads of the runtime answering (`workers`), as the runtime
+/// itself counts them.
+pub const RUNTIME_WORKERS: &str = "buckler_runtime_workers";
 
 /// Log field: the request id.
 pub const LOG_REQUEST_ID: &str = "request_id";

@@ -11,7 +11,7 @@ use buckler_route::{MediaType, Negotiable, PathTemplate, RoutingTable, RoutingTa
 
 use crate::metrics::RequestStats;
 use crate::middleware::Chain;
-use crate::upstream::{UpstreamDocs, UpstreamHandle};
+use crate::upstream::{UpstreamDocs, UpstreamHandle, UpstreamState};
 
 /// The whole gateway's routing state at one instant.
 #[derive(Debug)]
@@ -161,9 +161,15 @@ fn build_routes(upstreams: &[(Arc<UpstreamHandle>, f64)]) -> RoutingTable<Arc<En
     let mut builder = RoutingTableBuilder::new();
     for (template, method, candidates) in groups {
         let weights: Vec<f64> = candidates.iter().map(|c| c.weight).collect();
+        // SPEC §4: a draining upstream takes a new request only when no other candidate can,
+        // even one ramping up from weight 0.
+        let draining: Vec<bool> = candidates
+            .iter()
+            .map(|c| c.upstream.state() == UpstreamState::Draining)
+            .collect();
         builder.group_mut(template.clone(), method.clone(), || {
             Arc::new(EndpointGroup {
-                picker: WeightedPicker::new(&weights, 0),
+                picker: WeightedPicker::with_draining(&weights, &draining, 0),
                 candidates,
                 middleware: Chain::default(),
             })

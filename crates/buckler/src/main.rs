@@ -61,7 +61,10 @@ fn main() -> ExitCode {
 
 fn check(path: &std::path::Path) -> ExitCode {
     match buckler_config::load(path) {
-        Ok(_) => {
+        Ok(config) => {
+            for warning in &config.warnings {
+                eprintln!("warning: {warning}");
+            }
             println!("ok");
             ExitCode::SUCCESS
         }
@@ -107,14 +110,22 @@ fn run(path: &std::path::Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // On one core (a container limit, or `taskset` in the load comparison) work stealing buys
-    // nothing and costs atomics on every wake-up: run the single-threaded scheduler there.
-    let one_core = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
-    let mut builder = if one_core {
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    let workers = request_threads(config.workers);
+    // One thread (`workers: 1`, or "auto" on one core: a container limit, `taskset`): work
+    // stealing buys nothing and costs atomics on every wake-up, so the single-threaded
+    // scheduler runs there. Otherwise Tokio's multi-thread scheduler with one worker per
+    // thread asked for (`docs/architecture.md`, *Running on N cores*, says why this model).
+    let mut builder = if workers == 1 {
         tokio::runtime::Builder::new_current_thread()
     } else {
-        tokio::runtime::Builder::new_multi_thread()
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(workers);
+        builder
     };
+    builder.thread_name("buckler-worker");
     let runtime = match builder.event_interval(EVENT_INTERVAL).enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -123,6 +134,17 @@ fn run(path: &std::path::Path) -> ExitCode {
         }
     };
     runtime.block_on(serve(config))
+}
+
+/// The request-serving threads `workers` asks for: a count, or one per CPU this process may
+/// run on (its affinity mask and cgroup quota, as `available_parallelism` reads them).
+fn request_threads(workers: buckler_config::Workers) -> usize {
+    match workers {
+        buckler_config::Workers::Count(n) => n.max(1) as usize,
+        buckler_config::Workers::Auto => {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+    }
 }
 
 async fn serve(config: buckler_config::Config) -> ExitCode {

@@ -408,6 +408,9 @@ impl Control {
             .map(|domain| sources::initial_upstreams(domain, &config))
             .collect::<Result<_, _>>()?;
         let token = admin_token(&config)?;
+        for warning in &config.warnings {
+            tracing::warn!("{warning}");
+        }
         let mut state = self.lock();
         let restart_required = restart_only_changes(&state.config, &config);
         self.admin_token.store(Arc::new(token));
@@ -713,6 +716,9 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     }
     if old.admin.as_ref().map(|a| a.listen) != new.admin.as_ref().map(|a| a.listen) {
         changed.push("admin.listen");
+    }
+    if old.workers != new.workers {
+        changed.push("workers");
     }
     changed
 }
