@@ -1,9 +1,8 @@
 //! One declarative description of every object's keys. The validator checks keys against
 //! these tables and the JSON Schema is generated from them, so the two cannot drift.
 
+use crate::model::ServiceType;
 use serde_json::{json, Map, Value};
-
-use crate::upstream::UPSTREAM_FIELDS;
 
 /// A key of an object.
 #[derive(Debug, Clone, Copy)]
@@ -600,3 +599,14 @@ pub fn json_schema() -> Value {
     schema = Value::Object(out);
     schema
 }
+
+/// The keys of an Upstream Service Object.
+pub(crate) const UPSTREAM_FIELDS: &[Field] = &[
+    Field::req("serviceType", Ty::Enum(&ServiceType::NAMES), "Doc format and transport."),
+    Field::req(
+        "serviceLocation",
+        Ty::Str,
+        "http(s)://host[:port] (no path, query, fragment or user-info), or a Lambda function ARN / name.",
+    ),
+    Field::opt("weight", Ty::UInt, "Non-negative integer load-balancing weight (default 1)."),
+];

@@ -536,7 +536,7 @@ fn schema_mentions_every_key_and_the_checked_in_copy_is_current() {
         schema::LISTENER_ENTRY,
         schema::KVSTORE,
         schema::LOG,
-        upstream::UPSTREAM_FIELDS,
+        schema::UPSTREAM_FIELDS,
     ] {
         for field in table {
             assert!(

@@ -9,18 +9,7 @@ use crate::model::{
     HttpLocation, LambdaDefaults, LambdaLocation, Scheme, ServiceLocation, ServiceType,
     UpstreamSpec,
 };
-use crate::schema::{Field, Ty};
-
-/// The keys of an Upstream Service Object.
-pub(crate) const UPSTREAM_FIELDS: &[Field] = &[
-    Field::req("serviceType", Ty::Enum(&ServiceType::NAMES), "Doc format and transport."),
-    Field::req(
-        "serviceLocation",
-        Ty::Str,
-        "http(s)://host[:port] (no path, query, fragment or user-info), or a Lambda function ARN / name.",
-    ),
-    Field::opt("weight", Ty::UInt, "Non-negative integer load-balancing weight (default 1)."),
-];
+use crate::schema::UPSTREAM_FIELDS;
 
 /// Heaviest weight accepted.
 const MAX_WEIGHT: u64 = 1_000_000;

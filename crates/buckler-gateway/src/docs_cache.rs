@@ -7,30 +7,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
-use sha2::{Digest, Sha256};
-
-use crate::upstream::UpstreamDocs;
-
-/// The SHA-256 of a document's format and bytes: what identifies it in the cache, and what
-/// tells a docs refresh whether anything changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct DocsDigest(pub [u8; 32]);
-
-impl DocsDigest {
-    /// The digest of a document in `format` made of `parts` (a Swagger 1.2 listing and its
-    /// declarations, or one Swagger 2.0 / OpenAPI 3 document). Each part is length-prefixed,
-    /// so moving bytes between parts changes the digest.
-    pub fn of(format: &str, parts: &[&[u8]]) -> DocsDigest {
-        let mut hasher = Sha256::new();
-        hasher.update((format.len() as u64).to_le_bytes());
-        hasher.update(format.as_bytes());
-        for part in parts {
-            hasher.update((part.len() as u64).to_le_bytes());
-            hasher.update(part);
-        }
-        DocsDigest(hasher.finalize().into())
-    }
-}
+use crate::upstream::{DocsDigest, UpstreamDocs};
 
 /// Docs by digest, held weakly: an entry lives as long as some upstream uses its docs.
 #[derive(Debug, Default)]

@@ -13,9 +13,9 @@ use buckler_docs::Limits;
 use buckler_route::{MediaType, PathTemplate};
 use buckler_upstream::{Fetched, HttpUpstreamClient, LambdaInvoker};
 
-use crate::docs_cache::{DocsCache, DocsDigest};
+use crate::docs_cache::DocsCache;
 use crate::publish::Publisher;
-use crate::upstream::{RoutableEndpoint, UpstreamDocs, UpstreamHandle};
+use crate::upstream::{DocsDigest, RoutableEndpoint, UpstreamDocs, UpstreamHandle};
 
 /// How long one document fetch may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);

@@ -10,8 +10,8 @@ use buckler_config::{ServiceLocation, UpstreamSpec};
 use buckler_route::{MediaType, PathTemplate};
 use buckler_upstream::LambdaTarget;
 use http::uri::{Authority, Scheme};
+use sha2::{Digest, Sha256};
 
-pub use crate::docs_cache::DocsDigest;
 use crate::metrics::RequestStats;
 
 /// Where an upstream is in its life.
@@ -46,6 +46,27 @@ impl UpstreamState {
             3 => UpstreamState::Draining,
             _ => UpstreamState::Fetching,
         }
+    }
+}
+
+/// The SHA-256 of a document's format and bytes: what identifies it in the cache, and what
+/// tells a docs refresh whether anything changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DocsDigest(pub [u8; 32]);
+
+impl DocsDigest {
+    /// The digest of a document in `format` made of `parts` (a Swagger 1.2 listing and its
+    /// declarations, or one Swagger 2.0 / OpenAPI 3 document). Each part is length-prefixed,
+    /// so moving bytes between parts changes the digest.
+    pub fn of(format: &str, parts: &[&[u8]]) -> DocsDigest {
+        let mut hasher = Sha256::new();
+        hasher.update((format.len() as u64).to_le_bytes());
+        hasher.update(format.as_bytes());
+        for part in parts {
+            hasher.update((part.len() as u64).to_le_bytes());
+            hasher.update(part);
+        }
+        DocsDigest(hasher.finalize().into())
     }
 }
 

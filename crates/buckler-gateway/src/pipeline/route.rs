@@ -155,7 +155,7 @@ mod tests {
             .media(&["application/json"], &["application/json"])
             .to_json();
         let model = buckler_docs::parse_swagger2(doc.as_bytes(), &Default::default()).unwrap();
-        let digest = crate::docs_cache::DocsDigest::of("swagger2", &[doc.as_bytes()]);
+        let digest = crate::upstream::DocsDigest::of("swagger2", &[doc.as_bytes()]);
         let docs = crate::docs_loader::routable(&model, digest).unwrap();
         let settings = config.domains[0].clone();
         let spec = match &settings.upstream_watcher {
