@@ -228,3 +228,42 @@ async fn refresh_picks_up_new_endpoints_and_keeps_the_last_good_doc() {
     );
     assert_eq!(gw.get("/two").await.status, StatusCode::OK);
 }
+
+/// Issue 34 item 9: an upstream declaring `GET /metrics` never gets those requests (the
+/// gateway answers them), and `explain` says so instead of naming the upstream.
+#[tokio::test]
+async fn explain_names_the_local_endpoint_that_shadows_a_declared_route() {
+    let upstream = FakeUpstream::builder("shadowed")
+        .doc(
+            Swagger2Doc::new("shadowed", "1")
+                .op("get", "/metrics")
+                .op("get", "/orders")
+                .to_json(),
+        )
+        .start()
+        .await;
+    let config = format!(
+        r#"{{ listen: "127.0.0.1:0", admin: {{ listen: "127.0.0.1:0" }},
+             domains: [{{ "domain-name": "*", upstreams: {} }}] }}"#,
+        upstreams_json(&[(&upstream.url(), 1)])
+    );
+    let gw = TestGateway::start_ready(&config).await;
+    let explain = gw
+        .admin(Method::GET, "/admin/explain?path=/metrics", None, None)
+        .await
+        .json();
+    assert_eq!(explain["local"], "metrics", "{explain}");
+    assert!(explain.get("candidates").is_none(), "{explain}");
+    let routed = gw
+        .admin(Method::GET, "/admin/explain?path=/orders", None, None)
+        .await
+        .json();
+    assert_eq!(routed["template"], "/orders");
+    let metrics = gw.get("/metrics").await;
+    assert!(String::from_utf8_lossy(&metrics.body).contains("buckler_requests_total"));
+    assert_eq!(
+        upstream.request_count(),
+        0,
+        "the upstream never saw /metrics"
+    );
+}

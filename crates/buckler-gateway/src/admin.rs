@@ -209,6 +209,22 @@ fn explain(control: &Control, query: &str) -> Result<Value, GatewayError> {
     let host = domain
         .unwrap_or_else(|| "*".to_owned())
         .to_ascii_lowercase();
+    // The gateway's own endpoints answer before any routing, whatever the upstreams declare.
+    let paths = &table.config.paths;
+    if method == Method::GET || method == Method::HEAD {
+        let local = [
+            (&paths.healthcheck, "healthcheck"),
+            (&paths.metrics, "metrics"),
+            (&paths.spec, "spec"),
+        ];
+        if let Some((_, name)) = local.iter().find(|(local, _)| **local == path) {
+            return Ok(json!({
+                "status": 200,
+                "local": name,
+                "reason": format!("{path} is the gateway's own {name} endpoint: it answers before any upstream route"),
+            }));
+        }
+    }
     let Some(domain) = table.domain_for(Some(&host)) else {
         return Ok(json!({"status": 404, "reason": format!("no domain serves host {host:?}")}));
     };

@@ -216,6 +216,7 @@ pub(crate) async fn run(env: LoaderEnv, upstream: Arc<UpstreamHandle>) {
                 let first = !upstream.has_served();
                 upstream.set_docs(docs);
                 if changed || first {
+                    warn_shadowed(&upstream, &env.paths);
                     tracing::info!(
                         upstream = upstream.identity(),
                         domain = %upstream.domain,
@@ -245,6 +246,30 @@ pub(crate) async fn run(env: LoaderEnv, upstream: Arc<UpstreamHandle>) {
             }
         };
         tokio::time::sleep(delay).await;
+    }
+}
+
+/// Logs the declared `GET` templates that a local endpoint (`/healthcheck`, `/metrics`,
+/// `/spec`) hides: the gateway answers those paths itself, so the upstream never sees them.
+fn warn_shadowed(upstream: &UpstreamHandle, paths: &Paths) {
+    let Some(docs) = upstream.docs() else { return };
+    let local = [
+        paths.healthcheck.as_str(),
+        paths.metrics.as_str(),
+        paths.spec.as_str(),
+    ];
+    let templates = docs
+        .endpoints
+        .iter()
+        .filter(|e| e.method == http::Method::GET || e.method == http::Method::HEAD)
+        .map(|e| &e.template);
+    for (local_path, template) in buckler_route::shadowed_templates(templates, &local) {
+        tracing::warn!(
+            upstream = upstream.identity(),
+            domain = %upstream.domain,
+            template = %template,
+            "GET {local_path} is the gateway's own endpoint: the upstream's route for it is never used"
+        );
     }
 }
 
