@@ -193,8 +193,17 @@ async fn sigterm_lets_in_flight_requests_finish_under(mut buckler: Command) {
     }
 
     let slow_addr = addr.clone();
+    let seen = upstream.request_count();
     let slow = std::thread::spawn(move || raw_get(&slow_addr, "/slow/1500"));
-    std::thread::sleep(Duration::from_millis(300));
+    // SIGTERM only once the request is in flight: it has reached the upstream.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while upstream.request_count() == seen {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slow request never left"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let pid = child.id().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])
@@ -271,7 +280,15 @@ async fn sighup_reloads_and_a_broken_file_changes_nothing() {
         .status()
         .unwrap()
         .success());
-    std::thread::sleep(Duration::from_millis(300));
+    // The rejection is counted once the reload has run; until then nothing could change.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !raw_get(&addr, "/metrics").contains("buckler_config_reloads_total{result=\"error\"} 1") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the broken reload was never counted"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert!(
         who(&addr).contains("\"upstream\":\"first\""),
         "a broken file changes nothing"
