@@ -70,13 +70,31 @@ pub struct RunningGateway {
 }
 
 impl RunningGateway {
-    /// Binds every `listen` address, starts loading upstream docs and begins serving.
+    /// Binds every `listen` address, starts loading upstream docs and begins serving, all on
+    /// the runtime this is called on.
     pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
+        Self::start_on(config, &[]).await
+    }
+
+    /// [`RunningGateway::start`], with the main listeners also served by `more_workers`: each
+    /// of those runtimes (one thread each, as NGINX runs one process per worker) gets its own
+    /// copy of every `listen` socket, bound with `SO_REUSEPORT`, and the kernel spreads new
+    /// connections over the copies. The control plane, the admin listener and the table are
+    /// shared; the calling runtime serves too.
+    pub async fn start_on(
+        config: Config,
+        more_workers: &[tokio::runtime::Handle],
+    ) -> Result<RunningGateway, StartError> {
         if config.tls.is_some() {
             return Err(StartError::TlsUnsupported);
         }
         let bind_error = |(addr, source)| StartError::Bind { addr, source };
-        let listeners = server::bind_all(&config.listen).await.map_err(bind_error)?;
+        let listeners = if more_workers.is_empty() {
+            server::bind_all(&config.listen).await
+        } else {
+            server::bind_reuseport(&config.listen, 1 + more_workers.len())
+        }
+        .map_err(bind_error)?;
         let admin_listener = match &config.admin {
             Some(admin) => Some(
                 server::bind_all(&[admin.listen])
@@ -86,10 +104,11 @@ impl RunningGateway {
             ),
             None => None,
         };
-        let addrs = listeners
+        let mut addrs: Vec<SocketAddr> = listeners
             .iter()
             .filter_map(|l| l.local_addr().ok())
             .collect();
+        addrs.dedup();
         let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
         let grace = config.shutdown_grace;
         let control = Control::start(config, HttpUpstreamClient::new())?;
@@ -101,13 +120,15 @@ impl RunningGateway {
                 Box::pin(pipeline::handle(control.clone(), connection, request))
             })
         };
-        for listener in listeners {
-            servers.spawn(server::serve(
-                listener,
-                proxy.clone(),
-                stopped.clone(),
-                grace,
-            ));
+        // With more workers, the copies of each address come in worker order: the calling
+        // runtime's first, then one per worker (`bind_reuseport`).
+        let runtimes = 1 + more_workers.len();
+        for (i, listener) in listeners.into_iter().enumerate() {
+            let serve = server::serve(listener, proxy.clone(), stopped.clone(), grace);
+            match i % runtimes {
+                0 => servers.spawn(serve),
+                worker => servers.spawn_on(serve, &more_workers[worker - 1]),
+            };
         }
         if let Some(listener) = admin_listener {
             let control = control.clone();

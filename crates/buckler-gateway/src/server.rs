@@ -117,6 +117,36 @@ pub async fn bind_all(
     Ok(listeners)
 }
 
+/// Binds every address `copies` times with `SO_REUSEPORT`, in address order, the copies of
+/// one address together. Port 0 is resolved by the first copy; the rest bind to the port it
+/// got. For one thread per worker (`RunningGateway::start_on`).
+pub fn bind_reuseport(
+    addrs: &[SocketAddr],
+    copies: usize,
+) -> Result<Vec<TcpListener>, (SocketAddr, std::io::Error)> {
+    let mut listeners = Vec::with_capacity(addrs.len() * copies);
+    for addr in addrs {
+        let mut bound = *addr;
+        for _ in 0..copies {
+            let listener = reuseport_listener(bound).map_err(|e| (*addr, e))?;
+            bound = listener.local_addr().map_err(|e| (*addr, e))?;
+            listeners.push(listener);
+        }
+    }
+    Ok(listeners)
+}
+
+fn reuseport_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    TcpListener::from_std(socket.into())
+}
+
 impl<I, S, E, B> Finish for hyper_util::server::conn::auto::UpgradeableConnection<'_, I, S, E>
 where
     S: hyper::service::HttpService<Incoming, ResBody = B>,

@@ -25,6 +25,12 @@ struct Cli {
     /// Log filter in RUST_LOG syntax (e.g. "info,buckler_gateway=debug"); overrides BUCKLER_LOG.
     #[arg(long, global = true, value_name = "FILTER")]
     log: Option<String>,
+    /// How `workers` threads serve requests: one work-stealing runtime (the default), or one
+    /// single-threaded runtime per worker, each with its own SO_REUSEPORT copy of the
+    /// listeners (as NGINX runs its workers). Kept for the load comparison that chose the
+    /// default (`docs/architecture.md`, *Running on N cores*).
+    #[arg(long, global = true, value_enum, default_value_t = RuntimeModel::MultiThread)]
+    runtime: RuntimeModel,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -35,6 +41,12 @@ enum Command {
     Run,
     /// Validate the configuration and exit: `ok`, or one `FILE:LINE:COL: message` line per problem.
     Check,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum RuntimeModel {
+    MultiThread,
+    PerWorker,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -54,7 +66,7 @@ fn main() -> ExitCode {
         Some(Command::Check) => check(&config_path),
         Some(Command::Run) | None => {
             init_logging(&cli);
-            run(&config_path)
+            run(&config_path, cli.runtime)
         }
     }
 }
@@ -102,7 +114,7 @@ fn init_logging(cli: &Cli) {
 /// waits at most about a quarter of a millisecond behind a full run queue.
 const EVENT_INTERVAL: u32 = 256;
 
-fn run(path: &std::path::Path) -> ExitCode {
+fn run(path: &std::path::Path, model: RuntimeModel) -> ExitCode {
     let config = match buckler_config::load(path) {
         Ok(config) => config,
         Err(errors) => {
@@ -114,6 +126,9 @@ fn run(path: &std::path::Path) -> ExitCode {
         tracing::warn!("{warning}");
     }
     let workers = request_threads(config.workers);
+    if model == RuntimeModel::PerWorker && workers > 1 {
+        return run_per_worker(config, workers);
+    }
     // One thread (`workers: 1`, or "auto" on one core: a container limit, `taskset`): work
     // stealing buys nothing and costs atomics on every wake-up, so the single-threaded
     // scheduler runs there. Otherwise Tokio's multi-thread scheduler with one worker per
@@ -147,8 +162,68 @@ fn request_threads(workers: buckler_config::Workers) -> usize {
     }
 }
 
+/// One single-threaded runtime per worker: this thread's, and `workers - 1` more on threads of
+/// their own, which serve their copies of the listeners until the gateway has stopped.
+fn run_per_worker(config: buckler_config::Config, workers: usize) -> ExitCode {
+    let single = || {
+        tokio::runtime::Builder::new_current_thread()
+            .event_interval(EVENT_INTERVAL)
+            .enable_all()
+            .build()
+    };
+    let (stop, _) = tokio::sync::watch::channel(false);
+    let mut threads = Vec::new();
+    let mut handles = Vec::new();
+    for worker in 1..workers {
+        let (handle_tx, handle_rx) = std::sync::mpsc::channel();
+        let mut stopped = stop.subscribe();
+        let spawned = std::thread::Builder::new()
+            .name(format!("buckler-wrk-{worker}"))
+            .spawn(move || match single() {
+                Ok(runtime) => {
+                    let _ = handle_tx.send(Ok(runtime.handle().clone()));
+                    runtime.block_on(async move {
+                        let _ = stopped.wait_for(|stopped| *stopped).await;
+                    });
+                }
+                Err(error) => {
+                    let _ = handle_tx.send(Err(error));
+                }
+            });
+        match spawned.map_err(|e| e.to_string()).and_then(|thread| {
+            threads.push(thread);
+            handle_rx
+                .recv()
+                .map_err(|e| e.to_string())
+                .and_then(|h| h.map_err(|e| e.to_string()))
+        }) {
+            Ok(handle) => handles.push(handle),
+            Err(error) => {
+                eprintln!("buckler: cannot start worker {worker}: {error}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let code = match single() {
+        Ok(runtime) => runtime.block_on(serve_on(config, &handles)),
+        Err(error) => {
+            eprintln!("buckler: cannot start the async runtime: {error}");
+            ExitCode::FAILURE
+        }
+    };
+    let _ = stop.send(true);
+    for thread in threads {
+        let _ = thread.join();
+    }
+    code
+}
+
 async fn serve(config: buckler_config::Config) -> ExitCode {
-    let gateway = match buckler_gateway::RunningGateway::start(config).await {
+    serve_on(config, &[]).await
+}
+
+async fn serve_on(config: buckler_config::Config, more: &[tokio::runtime::Handle]) -> ExitCode {
+    let gateway = match buckler_gateway::RunningGateway::start_on(config, more).await {
         Ok(gateway) => gateway,
         Err(error) => {
             eprintln!("buckler: {error}");
