@@ -76,3 +76,36 @@ async fn a_hostile_doc_fails_its_upstream_only() {
     );
     assert_eq!(gw.get("/fine").await.status, StatusCode::OK);
 }
+
+/// `docs-limits` (issue 34 item 5): the caps are settings; a document over one is refused for
+/// its upstream with an error naming the cap, and the same document loads under the default.
+#[tokio::test]
+async fn docs_limits_are_settings() {
+    let upstream = FakeUpstream::builder("big")
+        .doc(
+            Swagger2Doc::new("big", "1")
+                .op("get", "/a")
+                .op("get", "/b")
+                .op("get", "/c")
+                .to_json(),
+        )
+        .start()
+        .await;
+    let config = |limits: &str| {
+        format!(
+            r#"{{ listen: "127.0.0.1:0", {limits} domains: [{{ "domain-name": "*", upstreams: {} }}] }}"#,
+            upstreams_json(&[(&upstream.url(), 1)])
+        )
+    };
+    let capped = TestGateway::start(&config(r#""docs-limits": { "max-paths": 2 },"#)).await;
+    assert_eventually!(
+        capped.get("/healthcheck").await.json()["domains"][0]["upstreams"][0]["docsError"]
+            .as_str()
+            .is_some_and(|e| e.contains("paths")),
+        "never refused: {}",
+        capped.get("/healthcheck").await.json()
+    );
+    assert_eq!(capped.get("/a").await.status, StatusCode::NOT_FOUND);
+    let default = TestGateway::start_ready(&config("")).await;
+    assert_eq!(default.get("/c").await.status, StatusCode::OK);
+}

@@ -33,6 +33,8 @@ pub struct Config {
     pub max_request_body: u64,
     pub paths: Paths,
     pub lambda: LambdaDefaults,
+    /// Caps on upstream documents (`docs-limits`).
+    pub docs_limits: DocsLimits,
     pub domains: Vec<DomainConfig>,
     /// Problems that do not fail the file, each `FILE:LINE:COL: key: message` when displayed
     /// (`buckler check` prints them on stderr; `run` and reloads should log them).
@@ -93,6 +95,26 @@ impl fmt::Debug for Secret {
         match self {
             Secret::Literal(_) => f.write_str("Secret::Literal(<redacted>)"),
             Secret::Env(name) => write!(f, "Secret::Env({name:?})"),
+        }
+    }
+}
+
+/// Caps on one upstream document (`docs-limits`): generous by default, so that the largest
+/// published descriptions (Microsoft Graph beta: 47 MB) load; a document over a cap is refused
+/// with an error naming it, and only that upstream is affected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DocsLimits {
+    pub max_bytes: u64,
+    pub max_paths: u64,
+    pub max_operations: u64,
+}
+
+impl Default for DocsLimits {
+    fn default() -> Self {
+        DocsLimits {
+            max_bytes: 64 << 20,
+            max_paths: 50_000,
+            max_operations: 200_000,
         }
     }
 }

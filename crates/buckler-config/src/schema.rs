@@ -527,7 +527,30 @@ pub(crate) const ROOT: &[Field] = &[
         "Local endpoint paths and upstream doc paths.",
     ),
     Field::opt("lambda", Ty::Object(LAMBDA), "Lambda defaults."),
+    Field::opt(
+        "docs-limits",
+        Ty::Object(DOCS_LIMITS),
+        "Caps on upstream documents (defaults: 64mb, 50000 paths, 200000 operations).",
+    ),
     Field::req("domains", Ty::ObjectList(DOMAIN), "The domains served."),
+];
+
+pub(crate) const DOCS_LIMITS: &[Field] = &[
+    Field::opt(
+        "max-bytes",
+        Ty::Size,
+        "Largest document, bytes or \"64mb\" (default \"64mb\").",
+    ),
+    Field::opt(
+        "max-paths",
+        Ty::UInt,
+        "Most paths in one document (default 50000).",
+    ),
+    Field::opt(
+        "max-operations",
+        Ty::UInt,
+        "Most operations in one document (default 200000).",
+    ),
 ];
 
 fn schema_of(ty: Ty) -> Value {

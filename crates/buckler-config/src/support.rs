@@ -31,6 +31,7 @@ pub const KEYS: &[(&str, bool)] = &[
     ("max-request-body", true),
     ("paths", true),
     ("lambda", true),
+    ("docs-limits", true),
     ("domains", true),
     ("domains[].domain-name", true),
     ("domains[].upstream-weighting", true),

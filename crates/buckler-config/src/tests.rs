@@ -769,7 +769,7 @@ fn the_gate_lists_every_refusal_with_the_other_errors() {
     let open = |row: &str| support::is_built(row) == Some(true);
     let expected: Vec<&str> = vec![
             (!open("workers")).then_some("gw.json5:2:3: workers: not supported yet"),
-            Some("gw.json5:3:3: bogus: unknown key; valid keys here: listen, tls, admin, workers, max-connections, client-header-timeout, client-idle-timeout, http2-max-concurrent-streams, shutdown-grace, trust-proxies, trust-x-forwarded-proto, max-request-body, paths, lambda, domains"),
+            Some("gw.json5:3:3: bogus: unknown key; valid keys here: listen, tls, admin, workers, max-connections, client-header-timeout, client-idle-timeout, http2-max-concurrent-streams, shutdown-grace, trust-proxies, trust-x-forwarded-proto, max-request-body, paths, lambda, docs-limits, domains"),
             (!open("domains[].retry")).then_some("gw.json5:4:35: domains[0].retry: not supported yet"),
             (!open("domains[].log")).then_some("gw.json5:4:46: domains[0].log: not supported yet"),
         ]

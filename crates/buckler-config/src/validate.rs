@@ -115,6 +115,10 @@ pub(crate) fn config(ctx: &mut Ctx, root: &Value, file: &Path) -> Option<Config>
     let max_request_body = fields
         .get("max-request-body")
         .map_or(Some(100 << 20), |v| ctx.size(v, "max-request-body"));
+    let docs_limits = match fields.get("docs-limits") {
+        None => Some(DocsLimits::default()),
+        Some(value) => docs_limits(ctx, value),
+    };
     let paths = match fields.get("paths") {
         None => Some(Paths::default()),
         Some(value) => paths(ctx, value),
@@ -175,6 +179,7 @@ pub(crate) fn config(ctx: &mut Ctx, root: &Value, file: &Path) -> Option<Config>
         trust_x_forwarded_proto: trust_proto?,
         max_request_body: max_request_body?,
         paths: paths?,
+        docs_limits: docs_limits?,
         lambda: lambda?,
         domains: domains?,
         warnings: Vec::new(),
@@ -506,6 +511,29 @@ fn paths(ctx: &mut Ctx, value: &Value) -> Option<Paths> {
         }
     }
     ok.then_some(paths)
+}
+
+fn docs_limits(ctx: &mut Ctx, value: &Value) -> Option<DocsLimits> {
+    let fields = ctx.object(value, "docs-limits", schema::DOCS_LIMITS)?;
+    let mut limits = DocsLimits::default();
+    let mut ok = true;
+    if let Some(v) = fields.get("max-bytes") {
+        match ctx.size(v, "docs-limits.max-bytes") {
+            Some(n) => limits.max_bytes = n,
+            None => ok = false,
+        }
+    }
+    for (key, slot) in [
+        ("max-paths", &mut limits.max_paths),
+        ("max-operations", &mut limits.max_operations),
+    ] {
+        let Some(v) = fields.get(key) else { continue };
+        match ctx.uint(v, &format!("docs-limits.{key}"), 1, u64::from(u32::MAX)) {
+            Some(n) => *slot = n,
+            None => ok = false,
+        }
+    }
+    ok.then_some(limits)
 }
 
 fn lambda(ctx: &mut Ctx, value: &Value) -> Option<LambdaDefaults> {

@@ -40,7 +40,7 @@ async fn load_docs(
     upstream: &UpstreamHandle,
     etag: &mut Option<String>,
 ) -> Result<Option<Arc<UpstreamDocs>>, String> {
-    let limits = Limits::default();
+    let limits = env.limits;
     let (client, paths, cache) = (&env.client, &env.paths, &env.docs_cache);
     if let Some(target) = &upstream.lambda_target {
         let lambda = env.lambda.load_full();
@@ -179,6 +179,18 @@ pub(crate) struct LoaderEnv {
     pub(crate) publisher: Arc<Publisher>,
     pub(crate) paths: Paths,
     pub(crate) refresh: Duration,
+    /// The caps `docs-limits` sets on one document.
+    pub(crate) limits: Limits,
+}
+
+/// The parser's caps from the configuration's `docs-limits`.
+pub(crate) fn limits_of(config: &buckler_config::DocsLimits) -> Limits {
+    let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+    Limits {
+        max_bytes: size(config.max_bytes),
+        max_paths: size(config.max_paths),
+        max_operations: size(config.max_operations),
+    }
 }
 
 /// Keeps `upstream`'s docs current until the task is aborted (the upstream was removed, the

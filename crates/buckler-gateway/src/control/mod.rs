@@ -419,7 +419,9 @@ impl Control {
                 config.lambda.endpoint_url.clone(),
             )));
         }
-        let paths_changed = state.config.paths != config.paths;
+        // Where, how often and how much is fetched: loaders start over with the new settings.
+        let paths_changed =
+            state.config.paths != config.paths || state.config.docs_limits != config.docs_limits;
         let config = Arc::new(config);
         state.config = config.clone();
         let mut old: Vec<DomainState> = std::mem::take(&mut state.domains);
@@ -614,6 +616,7 @@ impl Control {
             publisher: self.publisher.clone(),
             paths: config.paths.clone(),
             refresh: settings.docs_refresh,
+            limits: docs_loader::limits_of(&config.docs_limits),
         };
         tokio::spawn(docs_loader::run(env, handle.clone())).abort_handle()
     }
