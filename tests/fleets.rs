@@ -266,7 +266,9 @@ async fn ramps_move_in_step_on_every_instance_even_one_started_mid_ramp() {
     while began.elapsed() < Duration::from_millis(6500) {
         if !joined && began.elapsed() > Duration::from_millis(2300) {
             // An instance started in the middle of the ramp joins it where the others are.
-            fleet.push(TestGateway::start(&config).await);
+            let late = TestGateway::start(&config).await;
+            assert_eventually!(listed(&late).await.len() == 2, "the late instance reads etcd");
+            fleet.push(late);
             joined = true;
         }
         let mut blues = Vec::new();
