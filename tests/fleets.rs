@@ -229,7 +229,10 @@ async fn three_gateways_follow_one_key_and_one_admin_write_moves_them_all() {
         // Both went through one after the other: let every instance catch up.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(conflicts, 1, "no lost race in 20 rounds of concurrent writes");
+    assert_eq!(
+        conflicts, 1,
+        "no lost race in 20 rounds of concurrent writes"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -245,10 +248,7 @@ async fn ramps_move_in_step_on_every_instance_even_one_started_mid_ramp() {
         .await
         .unwrap();
     // Five steps of a second: "in step" is within one step (20) of each other.
-    let config = fleet_config(
-        &etcd.url(),
-        r#"{ "step-count": 5, "step-duration": "1s" }"#,
-    );
+    let config = fleet_config(&etcd.url(), r#"{ "step-count": 5, "step-duration": "1s" }"#);
     let mut fleet = vec![
         TestGateway::start_ready(&config).await,
         TestGateway::start_ready(&config).await,
@@ -267,7 +267,10 @@ async fn ramps_move_in_step_on_every_instance_even_one_started_mid_ramp() {
         if !joined && began.elapsed() > Duration::from_millis(2300) {
             // An instance started in the middle of the ramp joins it where the others are.
             let late = TestGateway::start(&config).await;
-            assert_eventually!(listed(&late).await.len() == 2, "the late instance reads etcd");
+            assert_eventually!(
+                listed(&late).await.len() == 2,
+                "the late instance reads etcd"
+            );
             fleet.push(late);
             joined = true;
         }
@@ -380,7 +383,10 @@ async fn an_instance_started_while_etcd_is_down_says_why_then_serves() {
     let gw = TestGateway::start(&fleet_config(&etcd.url(), QUICK)).await;
     let health = gw.get("/healthcheck").await;
     assert_eq!(health.status, StatusCode::SERVICE_UNAVAILABLE);
-    let reason = health.json()["reason"].as_str().unwrap_or_default().to_owned();
+    let reason = health.json()["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     assert!(reason.contains("etcd"), "{}", health.json());
     assert_eq!(health.json()["domains"][0]["source"]["status"], "waiting");
     assert_eq!(gw.get("/w").await.status, StatusCode::NOT_FOUND);
@@ -431,7 +437,10 @@ async fn an_admin_write_racing_an_edit_of_the_upstreams_file_answers_409() {
     let (reply, weight) = conflict.expect("no 409 in ten tries");
     assert_eq!(reply.json()["status"], 409);
     let on_disk = std::fs::read_to_string(&upstreams).unwrap();
-    assert!(!on_disk.contains(&green.url()), "nothing written: {on_disk}");
+    assert!(
+        !on_disk.contains(&green.url()),
+        "nothing written: {on_disk}"
+    );
     assert_eventually!(
         listed(&gw).await == vec![(blue.url(), u64::from(weight))],
         "the edit is applied: {:?}",

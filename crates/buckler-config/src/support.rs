@@ -70,7 +70,7 @@ pub const KEYS: &[(&str, bool)] = &[
     ("domains[].log", false),                                       // issue 32 (with access-log)
     ("domains[].kvstores.*.type=memory", false),                    // issue 32
     ("domains[].kvstores.*.type=redis", false),                     // issue 32
-    ("domains[].upstream-weighting.guard", false), // SPEC §14, the ramp guard
+    ("domains[].upstream-weighting.guard", false),                  // SPEC §14, the ramp guard
 ];
 
 /// The message of every refusal.

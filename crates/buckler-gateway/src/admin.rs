@@ -378,7 +378,10 @@ mod tests {
     fn source_write_failures_answer_400_409_503() {
         use buckler_discovery::{Revision, WriteError};
         let cases = [
-            (WriteError::Invalid(buckler_config::ConfigErrors(vec![])), 400),
+            (
+                WriteError::Invalid(buckler_config::ConfigErrors(vec![])),
+                400,
+            ),
             (
                 WriteError::Conflict {
                     expected: Revision::Etcd(3),

@@ -19,8 +19,8 @@ pub(crate) mod plan;
 mod ramps;
 mod sources;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -674,7 +674,12 @@ impl Control {
         let id = self.next_source_id.fetch_add(1, Ordering::Relaxed);
         domain.source = DomainSource::attach(self, &domain.settings.domain_name, id, opened);
         if let Some(first) = &opened.first {
-            self.execute(domain, first.upstreams.clone(), config, self.anchor_of(first));
+            self.execute(
+                domain,
+                first.upstreams.clone(),
+                config,
+                self.anchor_of(first),
+            );
         }
     }
 

@@ -29,7 +29,7 @@ pub(crate) struct Anchor<'a> {
 }
 
 impl Anchor<'_> {
-    fn from_weight(&self, identity: &str) -> Option<f64> {
+    fn start_weight(&self, identity: &str) -> Option<f64> {
         self.from
             .and_then(|from| from.get(identity))
             .copied()
@@ -126,7 +126,7 @@ pub(crate) fn plan(
                     Step::Keep { index: i }
                 } else {
                     let from = anchor
-                        .from_weight(spec.identity())
+                        .start_weight(spec.identity())
                         .unwrap_or_else(|| old.ramp.effective(now));
                     let ramp = WeightRamp::starting(from, weight, started_at, schedule);
                     Step::Retarget {
@@ -138,7 +138,7 @@ pub(crate) fn plan(
             }
             replaces => {
                 // Known elsewhere in the fleet and ramping there: join that ramp.
-                let ramp = match anchor.from_weight(spec.identity()) {
+                let ramp = match anchor.start_weight(spec.identity()) {
                     Some(from) if replaces.is_none() => {
                         WeightRamp::starting(from, weight, started_at, schedule)
                     }
@@ -221,7 +221,13 @@ mod tests {
 
     #[test]
     fn an_empty_domain_adds_everything_at_full_weight() {
-        let plan = plan(&[], vec![spec("swagger2", A, 3)], SCHEDULE, Duration::ZERO, Anchor::default());
+        let plan = plan(
+            &[],
+            vec![spec("swagger2", A, 3)],
+            SCHEDULE,
+            Duration::ZERO,
+            Anchor::default(),
+        );
         let [Step::Add { ramp, replaces, .. }] = plan.steps.as_slice() else {
             panic!("{plan:?}")
         };
@@ -366,7 +372,13 @@ mod tests {
             started_at: Some(now - Duration::from_secs(1)),
             from: Some(&from),
         };
-        let plan = plan(&current, vec![spec("swagger2", A, 0)], SCHEDULE, now, anchor);
+        let plan = plan(
+            &current,
+            vec![spec("swagger2", A, 0)],
+            SCHEDULE,
+            now,
+            anchor,
+        );
         let [Step::Retarget { ramp, .. }] = plan.steps.as_slice() else {
             panic!("{plan:?}")
         };
@@ -403,7 +415,13 @@ mod tests {
             started_at: Some(now + Duration::from_secs(60)),
             from: None,
         };
-        let plan = plan(&current, vec![spec("swagger2", A, 0)], SCHEDULE, now, anchor);
+        let plan = plan(
+            &current,
+            vec![spec("swagger2", A, 0)],
+            SCHEDULE,
+            now,
+            anchor,
+        );
         let [Step::Retarget { ramp, .. }] = plan.steps.as_slice() else {
             panic!("{plan:?}")
         };

@@ -15,9 +15,7 @@ pub(super) async fn drive(control: Weak<Control>, wake: Arc<Notify>) {
             let Some(control) = control.upgrade() else {
                 return;
             };
-            control
-                .next_ramp_step()
-                .map(|at| control.instant_at(at))
+            control.next_ramp_step().map(|at| control.instant_at(at))
         };
         let changed = wake.notified();
         match next {
