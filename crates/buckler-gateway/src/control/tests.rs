@@ -316,3 +316,74 @@ async fn upstreams_serving_one_document_share_its_docs() {
     );
     assert_eq!(docs[2].endpoints.len(), 1);
 }
+
+/// A control plane over one wildcard domain following `upstreams-file` at `path`, polled every
+/// `poll`.
+async fn control_over_file(path: &Path, poll: Duration) -> Arc<Control> {
+    let config = buckler_config::parse(
+        &format!(
+            r#"{{ listen: "127.0.0.1:0", domains: [{{ "domain-name": "*",
+                 "upstream-watcher": "file", "upstreams-file": "{}" }}] }}"#,
+            path.display()
+        ),
+        Path::new("test.json5"),
+    )
+    .unwrap();
+    let options = buckler_discovery::SourceOptions {
+        file_poll_interval: poll,
+        ..Default::default()
+    };
+    Control::start_with(config, HttpUpstreamClient::new(), options)
+        .await
+        .unwrap()
+}
+
+fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "buckler-control-{}-{name}-{}",
+        std::process::id(),
+        fastrand::u32(..)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("upstreams.json");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+const ONE: &str = r#"[{"serviceType": "swagger2", "serviceLocation": "http://127.0.0.1:1"}]"#;
+const TWO: &str = r#"[{"serviceType": "swagger2", "serviceLocation": "http://127.0.0.1:2"}]"#;
+
+#[tokio::test]
+async fn a_rejected_file_value_keeps_the_set_and_a_write_replacing_it_is_no_conflict() {
+    let path = temp_file("rejected", ONE);
+    let control = control_over_file(&path, Duration::from_millis(20)).await;
+    std::fs::write(&path, r#"[{"serviceLocation": "ftp://x"}]"#).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while control.reload_counts().1 == 0 {
+        assert!(Instant::now() < deadline, "the bad value was not rejected");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(listed(&control)[0].0, "http://127.0.0.1:1", "the set stays");
+    // The write expects the rejected value's revision, which is what the file holds.
+    let diff = control.write_upstreams("*", TWO).await.unwrap();
+    assert_eq!(diff.added, vec!["http://127.0.0.1:2".to_owned()]);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), TWO);
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
+
+#[tokio::test]
+async fn a_write_racing_an_unseen_file_edit_conflicts_and_changes_nothing() {
+    let path = temp_file("conflict", ONE);
+    // Polled once an hour: the edit below stays unseen.
+    let control = control_over_file(&path, Duration::from_secs(3600)).await;
+    std::fs::write(&path, TWO).unwrap();
+    let error = control.write_upstreams("*", ONE).await.unwrap_err();
+    assert!(matches!(error, ChangeError::Conflict(_)), "{error}");
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        TWO,
+        "not overwritten"
+    );
+    assert_eq!(listed(&control)[0].0, "http://127.0.0.1:1");
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
