@@ -36,6 +36,19 @@ impl WeightRamp {
         }
     }
 
+    /// A ramp from `from` to `target` that started at `started_at` (which may lie before
+    /// `now`: steps already due count as done, so a ramp begun elsewhere is joined where it
+    /// stands). `from == target` is simply that weight. Used to move a fleet's instances in
+    /// step: each anchors the ramp to the change's recorded time and starting weights.
+    pub fn starting(from: f64, target: f64, started_at: Duration, schedule: RampSchedule) -> Self {
+        WeightRamp {
+            from,
+            target,
+            started_at,
+            schedule,
+        }
+    }
+
     /// The target this ramp moves to.
     pub fn target(&self) -> f64 {
         self.target
@@ -179,6 +192,35 @@ mod tests {
             assert_eq!(blue.effective(now) + green.effective(now), 100.0);
             assert_eq!(green.effective(now), 10.0 * k as f64);
         }
+    }
+
+    #[test]
+    fn a_ramp_started_earlier_is_joined_where_it_stands() {
+        let ramp = WeightRamp::starting(100.0, 0.0, at(10.0), TEN_BY_ONE);
+        assert_eq!(ramp.effective(at(10.0)), 100.0);
+        assert_eq!(ramp.effective(at(13.5)), 70.0, "three steps done");
+        assert_eq!(ramp.next_step_at(at(13.5)), Some(at(14.0)));
+        assert_eq!(ramp.effective(at(25.0)), 0.0);
+        assert!(!ramp.is_moving(at(20.0)));
+    }
+
+    #[test]
+    fn two_instances_anchored_alike_agree_whenever_each_joined() {
+        // One saw the change at once, the other 3.7 s later: both anchor at 0.
+        let early = WeightRamp::starting(40.0, 90.0, at(0.0), TEN_BY_ONE);
+        let late = WeightRamp::starting(40.0, 90.0, at(0.0), TEN_BY_ONE);
+        for tenth in 37..150 {
+            let now = at(f64::from(tenth) / 10.0);
+            assert_eq!(early.effective(now), late.effective(now));
+        }
+    }
+
+    #[test]
+    fn starting_at_the_target_does_not_move() {
+        let ramp = WeightRamp::starting(5.0, 5.0, at(3.0), TEN_BY_ONE);
+        assert_eq!(ramp.effective(at(3.0)), 5.0);
+        assert!(!ramp.is_moving(at(3.0)));
+        assert_eq!(ramp.next_step_at(at(3.0)), None);
     }
 
     #[test]

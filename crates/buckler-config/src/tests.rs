@@ -654,12 +654,6 @@ fn the_gate_refuses_every_key_that_is_not_built_yet() {
         ),
         (
             "",
-            "\"upstream-watcher\": \"etcd\", etcd: { endpoints: [\"http://127.0.0.1:2379\"], key: \"/k\" },",
-            "domains[0].etcd",
-            "etcd:",
-        ),
-        (
-            "",
             "\"middleware-chain\": [{ id: \"a\", builder: \"api-key-auth\" }], middleware: { a: { allowed: [\"k\"] } },",
             "domains[0].middleware-chain[0].builder",
             "\"api-key-auth\"",

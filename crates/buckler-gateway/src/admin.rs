@@ -71,7 +71,7 @@ async fn route(
         (Method::PUT, ["admin", "domains", domain, "upstreams"]) => {
             let domain = domain.to_string();
             let body = read_body(request).await?;
-            put_upstreams(control, &domain, &body)
+            put_upstreams(control, &domain, &body).await
         }
         (Method::GET, ["admin", "domains", domain, "routes"]) => {
             list_routes(control, domain).map(|v| ok_json(&v))
@@ -79,7 +79,7 @@ async fn route(
         (Method::GET, ["admin", "explain"]) => {
             explain(control, request.uri().query().unwrap_or("")).map(|v| ok_json(&v))
         }
-        (Method::POST, ["admin", "reload"]) => Ok(reload(control)),
+        (Method::POST, ["admin", "reload"]) => Ok(reload(control).await),
         _ => Err(GatewayError::AdminNotFound {
             message: format!("no admin endpoint {} {path}", request.method()),
         }),
@@ -123,12 +123,15 @@ fn list_upstreams(control: &Control, domain: &str) -> Result<Response<ProxyBody>
     Ok(ok_json(&UpstreamListing(&domain.upstreams)))
 }
 
-fn put_upstreams(
+async fn put_upstreams(
     control: &Arc<Control>,
     domain: &str,
     body: &str,
 ) -> Result<Response<ProxyBody>, GatewayError> {
-    match control.write_upstreams(&domain.to_ascii_lowercase(), body) {
+    match control
+        .write_upstreams(&domain.to_ascii_lowercase(), body)
+        .await
+    {
         Ok(diff) => Ok(ok_json(&json!({
             "added": diff.added,
             "removed": diff.removed,
@@ -153,9 +156,8 @@ fn change_error(error: ChangeError) -> GatewayError {
             message: "invalid, nothing changed".to_owned(),
             errors: vec![error.to_string()],
         },
-        ChangeError::Write { .. } | ChangeError::Unsupported(_) => GatewayError::AdminUnavailable {
-            message: error.to_string(),
-        },
+        ChangeError::Conflict(message) => GatewayError::AdminConflict { message },
+        ChangeError::Unavailable(message) => GatewayError::AdminUnavailable { message },
     }
 }
 
@@ -286,8 +288,8 @@ fn explain(control: &Control, query: &str) -> Result<Value, GatewayError> {
     })
 }
 
-fn reload(control: &Arc<Control>) -> Response<ProxyBody> {
-    match control.reload() {
+async fn reload(control: &Arc<Control>) -> Response<ProxyBody> {
+    match control.reload().await {
         Ok(outcome) => ok_json(&json!({
             "result": "ok",
             "summary": outcome.to_string(),
@@ -370,6 +372,32 @@ mod tests {
         assert_eq!(percent_decode("a+b"), "a b");
         assert_eq!(percent_decode("100%"), "100%");
         assert_eq!(percent_decode("%zz"), "%zz");
+    }
+
+    #[test]
+    fn source_write_failures_answer_400_409_503() {
+        use buckler_discovery::{Revision, WriteError};
+        let cases = [
+            (
+                WriteError::Invalid(buckler_config::ConfigErrors(vec![])),
+                400,
+            ),
+            (
+                WriteError::Conflict {
+                    expected: Revision::Etcd(3),
+                    current: Revision::Etcd(4),
+                },
+                409,
+            ),
+            (WriteError::Unavailable("etcd at x unreachable".into()), 503),
+        ];
+        for (error, status) in cases {
+            let message = error.to_string();
+            let mapped = change_error(ChangeError::from(error));
+            assert_eq!(mapped.status().as_u16(), status, "{message}");
+        }
+        let unknown = change_error(ChangeError::UnknownDomain("x".into()));
+        assert_eq!(unknown.status().as_u16(), 404);
     }
 
     #[test]

@@ -52,6 +52,10 @@ pub enum GatewayError {
     },
     #[error("{message}")]
     AdminNotFound { message: String },
+    /// An admin write lost a race with another writer of the domain's source.
+    #[error("{message}")]
+    AdminConflict { message: String },
+    /// The domain's source (etcd, the upstreams file) cannot be reached or written.
     #[error("{message}")]
     AdminUnavailable { message: String },
 }
@@ -82,7 +86,8 @@ impl GatewayError {
             GatewayError::MissingCredential => StatusCode::UNAUTHORIZED,
             GatewayError::WrongCredential => StatusCode::FORBIDDEN,
             GatewayError::AdminNotFound { .. } => StatusCode::NOT_FOUND,
-            GatewayError::AdminUnavailable { .. } => StatusCode::NOT_IMPLEMENTED,
+            GatewayError::AdminConflict { .. } => StatusCode::CONFLICT,
+            GatewayError::AdminUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -196,10 +201,16 @@ mod tests {
                 404,
             ),
             (
-                GatewayError::AdminUnavailable {
-                    message: "etcd".into(),
+                GatewayError::AdminConflict {
+                    message: "the upstream list changed since revision etcd-4".into(),
                 },
-                501,
+                409,
+            ),
+            (
+                GatewayError::AdminUnavailable {
+                    message: "etcd at http://127.0.0.1:2379 unreachable".into(),
+                },
+                503,
             ),
         ];
         for (error, status) in cases {

@@ -4,7 +4,7 @@
 //! ```text
 //! client ─▶ server ─▶ pipeline: checks → local → domain → route → negotiate → pick → dispatch ─▶ upstream
 //!                        ▲ Arc<RuntimeTable> (ArcSwap)
-//!                     control ◀── docs loaders, ramp driver, drainers, file watchers
+//!                     control ◀── docs loaders, ramp driver, drainers, source watches (static, file, etcd)
 //! admin ─▶ admin API ────┘  (and SIGHUP, through RunningGateway::control().reload())
 //! ```
 
@@ -111,7 +111,7 @@ impl RunningGateway {
         addrs.dedup();
         let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
         let grace = config.shutdown_grace;
-        let control = Control::start(config, HttpUpstreamClient::new())?;
+        let control = Control::start(config, HttpUpstreamClient::new()).await?;
         let (stop, stopped) = watch::channel(false);
         let mut servers = JoinSet::new();
         let proxy: server::Handler = {

@@ -8,17 +8,28 @@ use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
-use crate::control::Control;
+use buckler_discovery::SourceStatus;
+
+use crate::control::{Control, SourceView};
 use crate::metrics::label;
 use crate::names;
 use crate::table::{DomainTable, RuntimeTable};
 use crate::upstream::UpstreamHandle;
 
-/// `GET /healthcheck`: every domain with its upstreams. `503` until every configured upstream
-/// has served once, then `200` for good (a readiness latch, as in Shield).
+/// `GET /healthcheck`: every domain with its upstreams and its source. `503` until every
+/// configured upstream has served once, then `200` for good (a readiness latch, as in Shield);
+/// also `503` while a domain's source has never given a list (etcd down at start), naming it
+/// in `reason`. A source out of reach after it gave one shows `stale` and stays `200`.
 pub fn healthcheck(control: &Control, table: &RuntimeTable) -> Response<ProxyBody> {
-    let ready = control.is_ready();
-    let body = Healthcheck { ready, table };
+    let waiting = control.waiting_reason();
+    let ready = waiting.is_none() && control.is_ready();
+    let sources = control.sources();
+    let body = Healthcheck {
+        ready,
+        waiting: waiting.as_deref(),
+        table,
+        sources: &sources,
+    };
     let status = if ready {
         StatusCode::OK
     } else {
@@ -33,26 +44,42 @@ pub fn healthcheck(control: &Control, table: &RuntimeTable) -> Response<ProxyBod
 
 struct Healthcheck<'a> {
     ready: bool,
+    waiting: Option<&'a str>,
     table: &'a RuntimeTable,
+    sources: &'a [SourceView],
 }
 
 impl Serialize for Healthcheck<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(3))?;
-        map.serialize_entry("status", if self.ready { "ready" } else { "starting" })?;
+        let mut map = serializer.serialize_map(None)?;
+        let status = match (self.ready, self.waiting) {
+            (true, _) => "ready",
+            (false, Some(_)) => "waiting",
+            (false, None) => "starting",
+        };
+        map.serialize_entry("status", status)?;
+        if let Some(reason) = self.waiting {
+            map.serialize_entry("reason", reason)?;
+        }
         map.serialize_entry("generation", &self.table.generation)?;
         let domains: Vec<DomainHealth<'_>> = self
             .table
             .domains()
             .iter()
-            .map(|d| DomainHealth(d))
+            .map(|d| {
+                let source = self
+                    .sources
+                    .iter()
+                    .find(|s| s.domain == d.settings.domain_name);
+                DomainHealth(d, source)
+            })
             .collect();
         map.serialize_entry("domains", &domains)?;
         map.end()
     }
 }
 
-struct DomainHealth<'a>(&'a DomainTable);
+struct DomainHealth<'a>(&'a DomainTable, Option<&'a SourceView>);
 
 impl Serialize for DomainHealth<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -71,6 +98,33 @@ impl Serialize for DomainHealth<'_> {
         map.serialize_entry("middleware", &middleware)?;
         let listeners: Vec<&str> = settings.listeners.iter().map(|l| l.id.as_str()).collect();
         map.serialize_entry("listeners", &listeners)?;
+        if let Some(source) = self.1 {
+            map.serialize_entry("source", &SourceHealth(source))?;
+        }
+        map.end()
+    }
+}
+
+/// `{"description", "status": "waiting"|"live"|"stale", "reason"?, "since"?}`.
+struct SourceHealth<'a>(&'a SourceView);
+
+impl Serialize for SourceHealth<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("description", &self.0.description)?;
+        let status = self.0.status.borrow().clone();
+        match status {
+            SourceStatus::Waiting { reason } => {
+                map.serialize_entry("status", "waiting")?;
+                map.serialize_entry("reason", &reason)?;
+            }
+            SourceStatus::Live => map.serialize_entry("status", "live")?,
+            SourceStatus::Stale { reason, since } => {
+                map.serialize_entry("status", "stale")?;
+                map.serialize_entry("reason", &reason)?;
+                map.serialize_entry("since", &buckler_discovery::format_rfc3339(since))?;
+            }
+        }
         map.end()
     }
 }

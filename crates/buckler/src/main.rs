@@ -260,7 +260,7 @@ async fn wait_for_stop(control: &std::sync::Arc<buckler_gateway::Control>) -> st
             _ = hangup.recv() => {
                 tracing::info!("SIGHUP: reloading the configuration file");
                 // Outcome (and every error with its position) is logged by the reload itself.
-                let _ = control.reload();
+                let _ = control.reload().await;
             }
         }
     }

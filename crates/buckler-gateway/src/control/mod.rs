@@ -1,29 +1,36 @@
 //! The control plane: owns the configuration and the upstream handles of every domain, and
-//! publishes a fresh [`RuntimeTable`] whenever anything changes. Every way in — static config,
-//! `upstreams-file` edits, the admin API, SIGHUP reloads — goes through the same
-//! validate → plan → execute → publish path.
+//! publishes a fresh [`RuntimeTable`] whenever anything changes. Every way in — the domain's
+//! source (static config, `upstreams-file`, etcd key), the admin API (which writes to that
+//! source), SIGHUP reloads — goes through the same validate → plan → execute → publish path.
 //!
 //! ```text
-//! sources (static, file) ─┐
-//! admin PUT ──────────────┼─▶ plan::plan (pure) ─▶ Control::execute ─▶ publish ─▶ ArcSwap<RuntimeTable>
-//! reload (SIGHUP, admin) ─┘        ▲                   │ spawns
-//!                                  │                   ├─ docs loaders (docs_loader)
-//!                          ramps::drive (steps)        └─ drainers (drain)
+//! source watch (static, file, etcd) ─┐
+//! admin PUT ─▶ source.write ─────────┼─▶ plan::plan (pure) ─▶ Control::execute ─▶ publish ─▶ ArcSwap<RuntimeTable>
+//! reload (SIGHUP, admin) ────────────┘        ▲                   │ spawns
+//!                                             │                   ├─ docs loaders (docs_loader)
+//!                                     ramps::drive (steps)        └─ drainers (drain)
 //! ```
+//!
+//! Ramps are anchored to the change's recorded time and starting weights when the source has
+//! them (etcd's `KEY/meta`), so every instance of a fleet moves in step (SPEC §11).
 
 mod drain;
 pub(crate) mod plan;
 mod ramps;
 mod sources;
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use buckler_balance::RampSchedule;
 use buckler_balance::WeightRamp;
-use buckler_config::{Config, ConfigErrors, DomainConfig, Secret, UpstreamSpec, UpstreamWatcher};
+use buckler_config::{Config, ConfigErrors, DomainConfig, Secret, UpstreamSpec};
+use buckler_discovery::{
+    ChangeMeta, RejectReason, Revision, Snapshot, SourceEvent, SourceOptions, WriteError,
+};
 use buckler_upstream::{HttpUpstreamClient, LambdaInvoker};
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
@@ -34,7 +41,13 @@ use crate::metrics::RequestStats;
 use crate::publish::{self, Publish, Publisher};
 use crate::table::{DomainInput, RuntimeTable};
 use crate::upstream::{UpstreamHandle, UpstreamState};
-use plan::{Current, Step};
+use plan::{Anchor, Current, Step};
+pub(crate) use sources::SourceView;
+use sources::{DomainSource, Opened};
+
+/// Where the ramp clock starts: a year, so a change recorded up to a year before this
+/// process started (an instance joining a long ramp) still has a place on the clock.
+const RAMP_CLOCK_START: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// Why the gateway could not be set up from a configuration.
 #[derive(Debug, thiserror::Error)]
@@ -54,10 +67,22 @@ pub enum ChangeError {
     Invalid(ConfigErrors),
     #[error("{0}")]
     Setup(#[from] SetupError),
-    #[error("cannot write {path}: {reason}")]
-    Write { path: String, reason: String },
+    /// The source moved on since this instance last heard from it (admin API: 409).
     #[error("{0}")]
-    Unsupported(String),
+    Conflict(String),
+    /// The source cannot be reached or written (admin API: 503).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl From<WriteError> for ChangeError {
+    fn from(error: WriteError) -> Self {
+        match error {
+            WriteError::Invalid(errors) => ChangeError::Invalid(errors),
+            conflict @ WriteError::Conflict { .. } => ChangeError::Conflict(conflict.to_string()),
+            WriteError::Unavailable(reason) => ChangeError::Unavailable(reason),
+        }
+    }
 }
 
 /// What a change of an upstream set did.
@@ -115,6 +140,12 @@ pub struct Control {
     docs_cache: Arc<DocsCache>,
     reloads_ok: AtomicU64,
     reloads_error: AtomicU64,
+    /// Every domain's source, for `/healthcheck` (replaced when sources are opened).
+    sources: ArcSwap<Vec<SourceView>>,
+    source_options: SourceOptions,
+    next_source_id: AtomicU64,
+    /// One reload at a time: sources are opened before the state is locked.
+    reloading: tokio::sync::Mutex<()>,
 }
 
 #[derive(Debug)]
@@ -129,7 +160,7 @@ struct DomainState {
     settings: DomainConfig,
     upstreams: Vec<Tracked>,
     local_stats: Arc<RequestStats>,
-    file_watcher: Option<AbortHandle>,
+    source: DomainSource,
 }
 
 /// One upstream of a domain with its ramp and background tasks.
@@ -157,14 +188,26 @@ impl Publish for Control {
 }
 
 impl Control {
-    /// Sets up every domain of `config` and starts loading upstream docs. Must run inside a
-    /// tokio runtime.
-    pub fn start(config: Config, client: HttpUpstreamClient) -> Result<Arc<Control>, SetupError> {
-        let initial: Vec<Vec<UpstreamSpec>> = config
-            .domains
-            .iter()
-            .map(|domain| sources::initial_upstreams(domain, &config))
-            .collect::<Result<_, _>>()?;
+    /// Sets up every domain of `config` and starts loading upstream docs. `static` and `file`
+    /// sources are read first (a missing or invalid file fails the start); an `etcd` domain
+    /// starts empty and fills once etcd answers. Must run inside a tokio runtime.
+    pub async fn start(
+        config: Config,
+        client: HttpUpstreamClient,
+    ) -> Result<Arc<Control>, SetupError> {
+        Control::start_with(config, client, SourceOptions::default()).await
+    }
+
+    /// [`Control::start`] with other source settings (poll interval, etcd timeouts).
+    pub async fn start_with(
+        config: Config,
+        client: HttpUpstreamClient,
+        source_options: SourceOptions,
+    ) -> Result<Arc<Control>, SetupError> {
+        let mut initial = Vec::with_capacity(config.domains.len());
+        for domain in &config.domains {
+            initial.push(sources::open(domain, &config.lambda, &source_options).await?);
+        }
         let token = admin_token(&config)?;
         let control = Arc::new(Control {
             table: ArcSwap::from_pointee(RuntimeTable::build(
@@ -189,14 +232,19 @@ impl Control {
             docs_cache: Arc::new(DocsCache::default()),
             reloads_ok: AtomicU64::new(0),
             reloads_error: AtomicU64::new(0),
+            sources: ArcSwap::from_pointee(Vec::new()),
+            source_options,
+            next_source_id: AtomicU64::new(1),
+            reloading: tokio::sync::Mutex::new(()),
         });
         {
             let mut state = control.lock();
             let config = state.config.clone();
-            for (settings, specs) in config.domains.iter().zip(initial) {
-                let domain = control.new_domain(settings, specs, &config);
+            for (settings, opened) in config.domains.iter().zip(initial) {
+                let domain = control.new_domain(settings, opened, &config);
                 state.domains.push(domain);
             }
+            control.store_sources(&state);
             control.publish_locked(&mut state);
         }
         tokio::spawn(ramps::drive(
@@ -236,9 +284,46 @@ impl Control {
         self.admin_token.load().as_ref().clone()
     }
 
-    /// Time on the ramp clock.
+    /// Time on the ramp clock (it starts at [`RAMP_CLOCK_START`]).
     fn now(&self) -> Duration {
-        self.origin.elapsed()
+        RAMP_CLOCK_START + self.origin.elapsed()
+    }
+
+    /// The instant a ramp-clock time falls on.
+    fn instant_at(&self, at: Duration) -> tokio::time::Instant {
+        self.origin + at.saturating_sub(RAMP_CLOCK_START)
+    }
+
+    /// Where on the ramp clock the ramps of `snapshot` start, and from which weights.
+    fn anchor_of<'a>(&self, snapshot: &'a Snapshot) -> Anchor<'a> {
+        let age = snapshot.anchor_age(SystemTime::now());
+        Anchor {
+            started_at: Some(self.now().saturating_sub(age)),
+            from: snapshot.meta.as_ref().map(|meta| &meta.from),
+        }
+    }
+
+    /// Every domain's source with its status, for `/healthcheck`.
+    pub(crate) fn sources(&self) -> Arc<Vec<SourceView>> {
+        self.sources.load_full()
+    }
+
+    /// Why some domain has nothing to serve from its source yet (etcd not answering at
+    /// start, key missing), if one has not.
+    pub(crate) fn waiting_reason(&self) -> Option<String> {
+        self.sources
+            .load()
+            .iter()
+            .find_map(SourceView::waiting_reason)
+    }
+
+    fn store_sources(&self, state: &ControlState) {
+        let views = state
+            .domains
+            .iter()
+            .map(|d| d.source.view(&d.settings.domain_name))
+            .collect();
+        self.sources.store(Arc::new(views));
     }
 
     fn lock(&self) -> MutexGuard<'_, ControlState> {
@@ -286,11 +371,15 @@ impl Control {
         self.table.store(Arc::new(table));
     }
 
-    /// True once every configured upstream has been serving at least once; stays true after
-    /// (a readiness latch, as Shield's healthcheck had).
+    /// True once every configured upstream has been serving at least once and every domain's
+    /// source has given a list; stays true after (a readiness latch, as Shield's healthcheck
+    /// had). `/healthcheck` also answers 503 while [`Control::waiting_reason`] has a reason.
     pub fn is_ready(&self) -> bool {
         if self.ready.load(Ordering::Acquire) {
             return true;
+        }
+        if self.waiting_reason().is_some() {
+            return false;
         }
         let table = self.table();
         let ready = table
@@ -320,69 +409,136 @@ impl Control {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Replaces a domain's upstream set: new upstreams get their weight at once, changed
-    /// weights ramp, removed upstreams drain, re-added draining ones revive. Publishes once.
-    pub fn replace_upstreams(
+    /// Writes a new upstream set to the domain's source and applies it at once: `static`
+    /// keeps it in memory, `file` writes the file (atomically), `etcd` puts the key and its
+    /// change record in one transaction, so every gateway following the source converges.
+    /// The write expects the source to be at the revision this instance last heard of: if
+    /// another writer got there first, nothing changes ([`ChangeError::Conflict`]). The
+    /// change record holds this instance's effective weights, from which every instance
+    /// ramps. Strict JSON, validated whole first.
+    pub async fn write_upstreams(
         self: &Arc<Self>,
         domain_name: &str,
-        specs: Vec<UpstreamSpec>,
+        body: &str,
     ) -> Result<UpstreamDiff, ChangeError> {
+        let (source, id, writes) = {
+            let state = self.lock();
+            let domain = find_domain(&state, domain_name)?;
+            (
+                domain.source.source.clone(),
+                domain.source.id,
+                domain.source.writes.clone(),
+            )
+        };
+        let _one_write_at_a_time = writes.lock().await;
+        let (expected, meta) = {
+            let state = self.lock();
+            let domain = find_domain(&state, domain_name)?;
+            if domain.source.id != id {
+                return Err(reopened(domain_name));
+            }
+            let now = self.now();
+            let from: BTreeMap<String, f64> = domain
+                .upstreams
+                .iter()
+                .filter(|t| t.handle.state() != UpstreamState::Draining)
+                .map(|t| (t.handle.identity().to_owned(), t.ramp.effective(now)))
+                .collect();
+            let meta = ChangeMeta {
+                changed_at: SystemTime::now(),
+                from,
+            };
+            (domain.source.latest.unwrap_or(Revision::Absent), meta)
+        };
+        let snapshot = source.write(body, expected, meta).await?;
         let mut state = self.lock();
         let config = state.config.clone();
         let index = state
             .domains
             .iter()
-            .position(|d| d.settings.domain_name == domain_name)
-            .ok_or_else(|| ChangeError::UnknownDomain(domain_name.to_owned()))?;
-        let diff = self.execute(&mut state.domains[index], specs, &config);
+            .position(|d| d.settings.domain_name == domain_name && d.source.id == id)
+            .ok_or_else(|| reopened(domain_name))?;
+        let domain = &mut state.domains[index];
+        domain.source.latest = Some(snapshot.revision);
+        domain.source.applied = Some(snapshot.revision);
+        let diff = self.execute(
+            domain,
+            snapshot.upstreams.clone(),
+            &config,
+            self.anchor_of(&snapshot),
+        );
         self.publish_locked(&mut state);
         drop(state);
         self.ramps_changed.notify_one();
-        tracing::info!(domain = domain_name, ?diff, "upstream set changed");
+        tracing::info!(domain = domain_name, revision = %snapshot.revision, ?diff, "upstream set written");
         Ok(diff)
     }
 
-    /// Writes a new upstream set the way the domain's watcher expects: for `static`, applied
-    /// directly; for `file`, written to the file (atomically) and applied, so every gateway
-    /// watching the file converges. Strict JSON, validated whole first.
-    pub fn write_upstreams(
-        self: &Arc<Self>,
-        domain_name: &str,
-        body: &str,
-    ) -> Result<UpstreamDiff, ChangeError> {
-        let (watcher, lambda) = {
-            let state = self.lock();
-            let domain = state
-                .domains
-                .iter()
-                .find(|d| d.settings.domain_name == domain_name)
-                .ok_or_else(|| ChangeError::UnknownDomain(domain_name.to_owned()))?;
-            (
-                domain.settings.upstream_watcher.clone(),
-                state.config.lambda.clone(),
-            )
+    /// One event of a domain's source watch: a valid list is applied (ramps anchored to its
+    /// recorded change); an invalid one is logged with every error and counted, and the
+    /// previous set stays. Events of a source no longer attached are dropped.
+    fn source_event(self: &Arc<Self>, domain_name: &str, id: u64, event: SourceEvent) {
+        let mut state = self.lock();
+        let config = state.config.clone();
+        let Some(index) = state
+            .domains
+            .iter()
+            .position(|d| d.settings.domain_name == domain_name && d.source.id == id)
+        else {
+            return;
         };
-        let specs = buckler_config::parse_upstreams(body, "request body", &lambda)
-            .map_err(ChangeError::Invalid)?;
-        match watcher {
-            UpstreamWatcher::Static { .. } => {}
-            UpstreamWatcher::File { path } => sources::write_atomically(&path, body)?,
-            UpstreamWatcher::Etcd { .. } => {
-                return Err(ChangeError::Unsupported(
-                    "the etcd upstream watcher is not supported by this build yet".to_owned(),
-                ))
+        let domain = &mut state.domains[index];
+        let description = domain.source.source.describe();
+        match event {
+            SourceEvent::Changed(snapshot) => {
+                domain.source.latest = Some(snapshot.revision);
+                if domain.source.applied == Some(snapshot.revision) {
+                    // The echo of this instance's own write, or a value already applied.
+                    return;
+                }
+                let had_list = domain.source.applied.is_some();
+                domain.source.applied = Some(snapshot.revision);
+                let diff = self.execute(
+                    domain,
+                    snapshot.upstreams.clone(),
+                    &config,
+                    self.anchor_of(&snapshot),
+                );
+                self.publish_locked(&mut state);
+                drop(state);
+                self.ramps_changed.notify_one();
+                if had_list {
+                    self.count_reload(true);
+                }
+                tracing::info!(domain = domain_name, source = %description, revision = %snapshot.revision, recorded = snapshot.meta.is_some(), ?diff, "upstream set changed");
+            }
+            SourceEvent::Rejected(rejection) => {
+                domain.source.latest = Some(rejection.revision);
+                drop(state);
+                self.count_reload(false);
+                match &rejection.reason {
+                    RejectReason::Invalid(errors) => {
+                        for error in &errors.0 {
+                            tracing::error!(domain = domain_name, source = %description, "upstream list rejected, previous set kept: {error}");
+                        }
+                    }
+                    RejectReason::Deleted(_) => {
+                        tracing::error!(domain = domain_name, source = %description, "{}", rejection.reason);
+                    }
+                }
             }
         }
-        self.replace_upstreams(domain_name, specs)
     }
 
     /// Re-reads the configuration file and applies it: a complete new configuration is
     /// validated first, and on any error nothing changes. Listeners are never rebound.
-    pub fn reload(self: &Arc<Self>) -> Result<ReloadOutcome, ChangeError> {
+    pub async fn reload(self: &Arc<Self>) -> Result<ReloadOutcome, ChangeError> {
+        let _one_reload_at_a_time = self.reloading.lock().await;
         let path = self.lock().config.file.clone();
-        let result = buckler_config::load(&path)
-            .map_err(ChangeError::Invalid)
-            .and_then(|config| self.apply_config(config));
+        let result = match buckler_config::load(&path) {
+            Ok(config) => self.apply_config(config).await,
+            Err(errors) => Err(ChangeError::Invalid(errors)),
+        };
         match &result {
             Ok(outcome) => {
                 self.count_reload(true);
@@ -399,14 +555,36 @@ impl Control {
     }
 
     /// Applies a validated configuration: everything but the restart-only keys, which the
-    /// outcome names when they changed.
-    fn apply_config(self: &Arc<Self>, config: Config) -> Result<ReloadOutcome, ChangeError> {
+    /// outcome names when they changed. A domain whose watcher (or the Lambda defaults its
+    /// lists are read with) changed gets its source re-opened; the others keep following
+    /// theirs (an admin write to a `static` list survives a reload that leaves it alone).
+    async fn apply_config(self: &Arc<Self>, config: Config) -> Result<ReloadOutcome, ChangeError> {
         // Everything that can fail happens before the state is touched.
-        let specs: Vec<Vec<UpstreamSpec>> = config
-            .domains
-            .iter()
-            .map(|domain| sources::initial_upstreams(domain, &config))
-            .collect::<Result<_, _>>()?;
+        let reopen: Vec<bool> = {
+            let state = self.lock();
+            config
+                .domains
+                .iter()
+                .map(|settings| {
+                    state
+                        .domains
+                        .iter()
+                        .find(|d| d.settings.domain_name == settings.domain_name)
+                        .is_none_or(|d| {
+                            d.settings.upstream_watcher != settings.upstream_watcher
+                                || d.source.lambda != config.lambda
+                        })
+                })
+                .collect()
+        };
+        let mut opened: Vec<Option<Opened>> = Vec::with_capacity(reopen.len());
+        for (settings, reopen) in config.domains.iter().zip(reopen) {
+            opened.push(if reopen {
+                Some(sources::open(settings, &config.lambda, &self.source_options).await?)
+            } else {
+                None
+            });
+        }
         let token = admin_token(&config)?;
         for warning in &config.warnings {
             tracing::warn!("{warning}");
@@ -426,22 +604,25 @@ impl Control {
         state.config = config.clone();
         let mut old: Vec<DomainState> = std::mem::take(&mut state.domains);
         let mut kept = 0;
-        for (settings, specs) in config.domains.iter().zip(specs) {
-            match old
+        for (settings, opened) in config.domains.iter().zip(opened) {
+            let existing = old
                 .iter()
-                .position(|d| d.settings.domain_name == settings.domain_name)
-            {
-                Some(i) => {
+                .position(|d| d.settings.domain_name == settings.domain_name);
+            match (existing, opened) {
+                (Some(i), opened) => {
                     let mut domain = old.swap_remove(i);
                     self.update_domain_settings(&mut domain, settings, paths_changed, &config);
-                    self.execute(&mut domain, specs, &config);
+                    if let Some(opened) = opened {
+                        self.attach_source(&mut domain, &opened, &config);
+                    }
                     state.domains.push(domain);
                     kept += 1;
                 }
-                None => {
-                    let domain = self.new_domain(settings, specs, &config);
+                (None, Some(opened)) => {
+                    let domain = self.new_domain(settings, opened, &config);
                     state.domains.push(domain);
                 }
+                (None, None) => unreachable!("a new domain's source is always opened"),
             }
         }
         let removed = old.len();
@@ -449,6 +630,7 @@ impl Control {
             stop_domain(&domain);
         }
         let added = state.domains.len() - kept;
+        self.store_sources(&state);
         self.publish_locked(&mut state);
         drop(state);
         self.ramps_changed.notify_one();
@@ -464,22 +646,45 @@ impl Control {
     fn new_domain(
         self: &Arc<Self>,
         settings: &DomainConfig,
-        specs: Vec<UpstreamSpec>,
+        opened: Opened,
         config: &Config,
     ) -> DomainState {
+        let id = self.next_source_id.fetch_add(1, Ordering::Relaxed);
         let mut domain = DomainState {
             settings: settings.clone(),
             upstreams: Vec::new(),
             local_stats: Arc::new(RequestStats::default()),
-            file_watcher: None,
+            source: DomainSource::attach(self, &settings.domain_name, id, &opened),
         };
-        self.execute(&mut domain, specs, config);
-        domain.file_watcher = self.spawn_file_watcher(settings);
+        if let Some(first) = &opened.first {
+            self.execute(
+                &mut domain,
+                first.upstreams.clone(),
+                config,
+                self.anchor_of(first),
+            );
+        }
         domain
     }
 
-    /// Applies a domain's new settings. Ramps follow a new schedule; a new watcher replaces
-    /// the old one; when where or how often docs are fetched changed, every upstream's loader
+    /// Replaces a kept domain's source with a newly opened one and applies its list (an
+    /// `etcd` source's list comes through its watch).
+    fn attach_source(self: &Arc<Self>, domain: &mut DomainState, opened: &Opened, config: &Config) {
+        domain.source.stop();
+        let id = self.next_source_id.fetch_add(1, Ordering::Relaxed);
+        domain.source = DomainSource::attach(self, &domain.settings.domain_name, id, opened);
+        if let Some(first) = &opened.first {
+            self.execute(
+                domain,
+                first.upstreams.clone(),
+                config,
+                self.anchor_of(first),
+            );
+        }
+    }
+
+    /// Applies a domain's new settings. Ramps follow a new schedule (the caller re-opens the
+    /// source when the watcher changed); when where or how often docs are fetched changed, every upstream's loader
     /// starts over with the new settings (an upstream keeps serving its last docs meanwhile).
     fn update_domain_settings(
         self: &Arc<Self>,
@@ -493,15 +698,8 @@ impl Control {
         for tracked in &mut domain.upstreams {
             tracked.ramp.reschedule(schedule, now);
         }
-        let watcher_changed = domain.settings.upstream_watcher != settings.upstream_watcher;
         let refresh_changed = domain.settings.docs_refresh != settings.docs_refresh;
         domain.settings = settings.clone();
-        if watcher_changed {
-            if let Some(watcher) = domain.file_watcher.take() {
-                watcher.abort();
-            }
-            domain.file_watcher = self.spawn_file_watcher(settings);
-        }
         if paths_changed || refresh_changed {
             for tracked in &mut domain.upstreams {
                 tracked.loader.abort();
@@ -510,12 +708,14 @@ impl Control {
         }
     }
 
-    /// Plans the change from the domain's tracked set to `specs` and carries it out.
+    /// Plans the change from the domain's tracked set to `specs` (ramps anchored at `anchor`)
+    /// and carries it out.
     fn execute(
         self: &Arc<Self>,
         domain: &mut DomainState,
         specs: Vec<UpstreamSpec>,
         config: &Config,
+        anchor: Anchor<'_>,
     ) -> UpstreamDiff {
         let now = self.now();
         let previous = std::mem::take(&mut domain.upstreams);
@@ -529,7 +729,7 @@ impl Control {
                 ramp: tracked.ramp,
             })
             .collect();
-        let plan = plan::plan(&current, specs, schedule_of(&domain.settings), now);
+        let plan = plan::plan(&current, specs, schedule_of(&domain.settings), now, anchor);
         let diff = plan.summary(&current);
         drop(current);
         let mut old: Vec<Option<Tracked>> = previous.into_iter().map(Some).collect();
@@ -621,23 +821,6 @@ impl Control {
         tokio::spawn(docs_loader::run(env, handle.clone())).abort_handle()
     }
 
-    fn spawn_file_watcher(self: &Arc<Self>, settings: &DomainConfig) -> Option<AbortHandle> {
-        let UpstreamWatcher::File { path } = &settings.upstream_watcher else {
-            return None;
-        };
-        let task = tokio::spawn(sources::watch_file(
-            Arc::downgrade(self),
-            settings.domain_name.clone(),
-            path.clone(),
-        ));
-        Some(task.abort_handle())
-    }
-
-    /// The Lambda defaults of the configuration in force (for parsing upstream lists).
-    fn lambda_defaults(&self) -> buckler_config::LambdaDefaults {
-        self.lock().config.lambda.clone()
-    }
-
     /// Drops a drained upstream (if it is still draining: it may have been revived).
     fn finish_drain(&self, handle: &Arc<UpstreamHandle>) {
         let mut state = self.lock();
@@ -687,9 +870,22 @@ fn stop_domain(domain: &DomainState) {
     for tracked in &domain.upstreams {
         tracked.stop();
     }
-    if let Some(watcher) = &domain.file_watcher {
-        watcher.abort();
-    }
+    domain.source.stop();
+}
+
+fn find_domain<'a>(state: &'a ControlState, name: &str) -> Result<&'a DomainState, ChangeError> {
+    state
+        .domains
+        .iter()
+        .find(|d| d.settings.domain_name == name)
+        .ok_or_else(|| ChangeError::UnknownDomain(name.to_owned()))
+}
+
+/// A reload re-opened the domain's source while a write was on its way.
+fn reopened(domain: &str) -> ChangeError {
+    ChangeError::Unavailable(format!(
+        "domain {domain}: a reload replaced its upstream source during the write; read the list again"
+    ))
 }
 
 fn schedule_of(settings: &DomainConfig) -> RampSchedule {

@@ -2,14 +2,40 @@
 //! tracks now, the list it should have, and the ramp clock's `now`, to a [`Plan`] of what
 //! becomes of each upstream and its weight ramp. It starts nothing and touches no handle; the
 //! control plane executes plans (`control::Control::execute`).
+//!
+//! A change can carry an [`Anchor`]: the moment its ramps started and the weights they start
+//! from, as recorded by whoever made it (SPEC §11). Every instance of a fleet plans with the
+//! same anchor, so their ramps move in step whenever each one saw the change.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use buckler_balance::{RampSchedule, WeightRamp};
 use buckler_config::{ServiceType, UpstreamSpec};
 
 use super::UpstreamDiff;
+
+/// Where the ramps a change starts begin.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Anchor<'a> {
+    /// Ramp-clock time the change's ramps start at (it may lie before `now`: steps already
+    /// due count as done); `None`: `now`.
+    pub(crate) started_at: Option<Duration>,
+    /// Effective weights by identity the ramps start from. A changed upstream missing here
+    /// starts from its own effective weight at `now`; a new upstream listed here joins the
+    /// ramp it is in elsewhere (an instance started mid-ramp), one not listed gets its weight
+    /// at once.
+    pub(crate) from: Option<&'a BTreeMap<String, f64>>,
+}
+
+impl Anchor<'_> {
+    fn start_weight(&self, identity: &str) -> Option<f64> {
+        self.from
+            .and_then(|from| from.get(identity))
+            .copied()
+            .filter(|w| w.is_finite() && *w >= 0.0)
+    }
+}
 
 /// One upstream a domain tracks now, as the diff sees it.
 #[derive(Debug, Clone)]
@@ -59,7 +85,9 @@ pub(crate) struct Plan {
     pub(crate) steps: Vec<Step>,
 }
 
-/// Plans the change from `current` to `wanted` at ramp-clock time `now`. Identities are unique
+/// Plans the change from `current` to `wanted` at ramp-clock time `now`, ramps anchored at
+/// `anchor` (`Anchor::default()`: at `now`, from each upstream's own effective weight; the
+/// anchor's time is capped at `now`). Identities are unique
 /// in a validated list; should one repeat, its first occurrence wins and later ones are added
 /// as new upstreams (which validation prevents from happening).
 ///
@@ -69,7 +97,9 @@ pub(crate) fn plan(
     wanted: Vec<UpstreamSpec>,
     schedule: RampSchedule,
     now: Duration,
+    anchor: Anchor<'_>,
 ) -> Plan {
+    let started_at = anchor.started_at.map_or(now, |at| at.min(now));
     let index: HashMap<&str, usize> = current
         .iter()
         .enumerate()
@@ -95,8 +125,10 @@ pub(crate) fn plan(
                 } else if old.target_weight == spec.weight {
                     Step::Keep { index: i }
                 } else {
-                    let mut ramp = old.ramp;
-                    ramp.retarget(weight, now);
+                    let from = anchor
+                        .start_weight(spec.identity())
+                        .unwrap_or_else(|| old.ramp.effective(now));
+                    let ramp = WeightRamp::starting(from, weight, started_at, schedule);
                     Step::Retarget {
                         index: i,
                         weight: spec.weight,
@@ -104,11 +136,20 @@ pub(crate) fn plan(
                     }
                 }
             }
-            replaces => Step::Add {
-                ramp: WeightRamp::fixed(weight, schedule),
-                spec,
-                replaces,
-            },
+            replaces => {
+                // Known elsewhere in the fleet and ramping there: join that ramp.
+                let ramp = match anchor.start_weight(spec.identity()) {
+                    Some(from) if replaces.is_none() => {
+                        WeightRamp::starting(from, weight, started_at, schedule)
+                    }
+                    _ => WeightRamp::fixed(weight, schedule),
+                };
+                Step::Add {
+                    ramp,
+                    spec,
+                    replaces,
+                }
+            }
         };
         steps.push(step);
     }
@@ -180,7 +221,13 @@ mod tests {
 
     #[test]
     fn an_empty_domain_adds_everything_at_full_weight() {
-        let plan = plan(&[], vec![spec("swagger2", A, 3)], SCHEDULE, Duration::ZERO);
+        let plan = plan(
+            &[],
+            vec![spec("swagger2", A, 3)],
+            SCHEDULE,
+            Duration::ZERO,
+            Anchor::default(),
+        );
         let [Step::Add { ramp, replaces, .. }] = plan.steps.as_slice() else {
             panic!("{plan:?}")
         };
@@ -192,7 +239,13 @@ mod tests {
     fn a_new_target_ramps_from_the_current_effective_weight() {
         let now = Duration::from_secs(10);
         let current = [current(A, 4, false)];
-        let plan = plan(&current, vec![spec("swagger2", A, 0)], SCHEDULE, now);
+        let plan = plan(
+            &current,
+            vec![spec("swagger2", A, 0)],
+            SCHEDULE,
+            now,
+            Anchor::default(),
+        );
         let [Step::Retarget { weight, ramp, .. }] = plan.steps.as_slice() else {
             panic!("{plan:?}")
         };
@@ -214,6 +267,7 @@ mod tests {
             vec![spec("swagger2", A, 4)],
             SCHEDULE,
             Duration::ZERO,
+            Anchor::default(),
         );
         assert_eq!(plan.steps, vec![Step::Keep { index: 0 }]);
     }
@@ -230,6 +284,7 @@ mod tests {
             vec![spec("swagger2", C, 1)],
             SCHEDULE,
             Duration::ZERO,
+            Anchor::default(),
         );
         assert_eq!(plan.steps[0], Step::Keep { index: 2 });
         let Step::Drain { index: 0, ramp } = plan.steps[1] else {
@@ -250,6 +305,7 @@ mod tests {
             vec![spec("swagger2", A, 7)],
             SCHEDULE,
             Duration::ZERO,
+            Anchor::default(),
         );
         let [Step::Revive {
             weight: 7, ramp, ..
@@ -268,6 +324,7 @@ mod tests {
             vec![spec("swagger1", A, 1)],
             SCHEDULE,
             Duration::ZERO,
+            Anchor::default(),
         );
         let [Step::Add { replaces, .. }] = plan.steps.as_slice() else {
             panic!("{plan:?}")
@@ -276,5 +333,98 @@ mod tests {
         let diff = plan.summary(&current);
         assert_eq!(diff.added, vec![A.to_owned()]);
         assert!(diff.removed.is_empty(), "replaced, not drained");
+    }
+
+    #[test]
+    fn an_anchored_change_ramps_from_the_recorded_weights_and_time() {
+        let now = Duration::from_secs(10);
+        let current = [current(A, 100, false), current(B, 0, false)];
+        let from = BTreeMap::from([(A.to_owned(), 80.0), (B.to_owned(), 20.0)]);
+        // Recorded 2.5 s ago: two steps of four are done already.
+        let anchor = Anchor {
+            started_at: Some(now - Duration::from_millis(2500)),
+            from: Some(&from),
+        };
+        let plan = plan(
+            &current,
+            vec![spec("swagger2", A, 0), spec("swagger2", B, 100)],
+            SCHEDULE,
+            now,
+            anchor,
+        );
+        let [Step::Retarget { ramp: a, .. }, Step::Retarget { ramp: b, .. }] =
+            plan.steps.as_slice()
+        else {
+            panic!("{plan:?}")
+        };
+        assert_eq!(a.effective(now), 40.0);
+        assert_eq!(b.effective(now), 60.0);
+        assert_eq!(a.next_step_at(now), Some(now + Duration::from_millis(500)));
+        assert_eq!(a.effective(now + Duration::from_secs(2)), 0.0);
+    }
+
+    #[test]
+    fn an_upstream_missing_from_the_record_ramps_from_its_own_weight() {
+        let now = Duration::from_secs(10);
+        let current = [current(A, 100, false)];
+        let from = BTreeMap::new();
+        let anchor = Anchor {
+            started_at: Some(now - Duration::from_secs(1)),
+            from: Some(&from),
+        };
+        let plan = plan(
+            &current,
+            vec![spec("swagger2", A, 0)],
+            SCHEDULE,
+            now,
+            anchor,
+        );
+        let [Step::Retarget { ramp, .. }] = plan.steps.as_slice() else {
+            panic!("{plan:?}")
+        };
+        assert_eq!(ramp.effective(now), 75.0, "one step done, from 100");
+    }
+
+    #[test]
+    fn an_instance_started_mid_ramp_joins_it_and_new_upstreams_get_their_weight() {
+        let now = Duration::from_secs(100);
+        let from = BTreeMap::from([(A.to_owned(), 0.0)]);
+        let anchor = Anchor {
+            started_at: Some(now - Duration::from_secs(3)),
+            from: Some(&from),
+        };
+        let plan = plan(
+            &[],
+            vec![spec("swagger2", A, 8), spec("swagger2", B, 5)],
+            SCHEDULE,
+            now,
+            anchor,
+        );
+        let [Step::Add { ramp: a, .. }, Step::Add { ramp: b, .. }] = plan.steps.as_slice() else {
+            panic!("{plan:?}")
+        };
+        assert_eq!(a.effective(now), 6.0, "three of four steps, as elsewhere");
+        assert_eq!(b.effective(now), 5.0, "not in the record: at once");
+    }
+
+    #[test]
+    fn an_anchor_in_the_future_is_capped_at_now() {
+        let now = Duration::from_secs(10);
+        let current = [current(A, 4, false)];
+        let anchor = Anchor {
+            started_at: Some(now + Duration::from_secs(60)),
+            from: None,
+        };
+        let plan = plan(
+            &current,
+            vec![spec("swagger2", A, 0)],
+            SCHEDULE,
+            now,
+            anchor,
+        );
+        let [Step::Retarget { ramp, .. }] = plan.steps.as_slice() else {
+            panic!("{plan:?}")
+        };
+        assert_eq!(ramp.next_step_at(now), Some(now + Duration::from_secs(1)));
     }
 }

@@ -11,17 +11,17 @@ use super::Control;
 /// control plane can be dropped while it sleeps.
 pub(super) async fn drive(control: Weak<Control>, wake: Arc<Notify>) {
     loop {
-        let (next, origin) = {
+        let next = {
             let Some(control) = control.upgrade() else {
                 return;
             };
-            (control.next_ramp_step(), control.origin)
+            control.next_ramp_step().map(|at| control.instant_at(at))
         };
         let changed = wake.notified();
         match next {
             Some(at) => {
                 tokio::select! {
-                    _ = tokio::time::sleep_until(origin + at) => {
+                    _ = tokio::time::sleep_until(at) => {
                         let Some(control) = control.upgrade() else { return };
                         control.publish_coalesced().await;
                     }

@@ -3,7 +3,7 @@ use super::*;
 use std::path::Path;
 use std::time::Instant;
 
-fn control() -> Arc<Control> {
+async fn control() -> Arc<Control> {
     // A domain whose only upstream never answers: nothing but the test publishes.
     let config = buckler_config::parse(
         r#"{ listen: "127.0.0.1:0", domains: [{ "domain-name": "*", upstreams: [
@@ -11,11 +11,13 @@ fn control() -> Arc<Control> {
         Path::new("test.json5"),
     )
     .unwrap();
-    Control::start(config, HttpUpstreamClient::new()).unwrap()
+    Control::start(config, HttpUpstreamClient::new())
+        .await
+        .unwrap()
 }
 
 /// A control plane for one wildcard domain with a swagger2 upstream at each location.
-fn control_over(locations: &[String]) -> Arc<Control> {
+async fn control_over(locations: &[String]) -> Arc<Control> {
     let upstreams: Vec<String> = locations
         .iter()
         .map(|l| format!(r#"{{ serviceType: "swagger2", serviceLocation: "{l}" }}"#))
@@ -28,7 +30,9 @@ fn control_over(locations: &[String]) -> Arc<Control> {
         Path::new("test.json5"),
     )
     .unwrap();
-    Control::start(config, HttpUpstreamClient::new()).unwrap()
+    Control::start(config, HttpUpstreamClient::new())
+        .await
+        .unwrap()
 }
 
 /// `(identity, state, target weight)` of the wildcard domain's upstreams, in listing order.
@@ -40,7 +44,7 @@ fn listed(control: &Control) -> Vec<(String, UpstreamState, u32)> {
         .collect()
 }
 
-fn put(control: &Arc<Control>, upstreams: &[(&str, &str, u32)]) -> UpstreamDiff {
+async fn put(control: &Arc<Control>, upstreams: &[(&str, &str, u32)]) -> UpstreamDiff {
     let body: Vec<String> = upstreams
         .iter()
         .map(|(kind, location, weight)| {
@@ -51,6 +55,7 @@ fn put(control: &Arc<Control>, upstreams: &[(&str, &str, u32)]) -> UpstreamDiff 
         .collect();
     control
         .write_upstreams("*", &format!("[{}]", body.join(",")))
+        .await
         .unwrap()
 }
 
@@ -62,14 +67,15 @@ async fn a_replaced_list_is_classified_and_keeps_the_configured_order() {
         "http://127.0.0.1:3",
         "http://127.0.0.1:4",
     );
-    let control = control_over(&[a.to_owned(), b.to_owned(), c.to_owned()]);
+    let control = control_over(&[a.to_owned(), b.to_owned(), c.to_owned()]).await;
     let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     use UpstreamState::Draining;
 
     let diff = put(
         &control,
         &[("swagger2", c, 1), ("swagger2", d, 1), ("swagger2", a, 5)],
-    );
+    )
+    .await;
     assert_eq!(diff.added, names(&[d]));
     assert_eq!(diff.reweighted, names(&[a]));
     assert_eq!(diff.unchanged, names(&[c]));
@@ -85,7 +91,7 @@ async fn a_replaced_list_is_classified_and_keeps_the_configured_order() {
     assert_eq!(listed(&control)[2].2, 5);
 
     // The draining one comes back; the ones left out drain, in their old order.
-    let diff = put(&control, &[("swagger2", b, 2), ("swagger2", c, 1)]);
+    let diff = put(&control, &[("swagger2", b, 2), ("swagger2", c, 1)]).await;
     assert_eq!(diff.revived, names(&[b]));
     assert_eq!(diff.unchanged, names(&[c]));
     assert_eq!(diff.removed, names(&[d, a]));
@@ -101,7 +107,7 @@ async fn a_replaced_list_is_classified_and_keeps_the_configured_order() {
 
     // The same location under another service type replaces the old one outright, and one
     // already draining is not removed twice.
-    let diff = put(&control, &[("swagger1", c, 1)]);
+    let diff = put(&control, &[("swagger1", c, 1)]).await;
     assert_eq!(diff.added, names(&[c]));
     assert_eq!(diff.removed, names(&[b]));
     let listed_now = listed(&control);
@@ -112,7 +118,7 @@ async fn a_replaced_list_is_classified_and_keeps_the_configured_order() {
 
 #[tokio::test]
 async fn coalesced_publishes_share_rebuilds_and_each_waits_for_one() {
-    let control = control();
+    let control = control().await;
     let before = control.table().generation;
     let asks: Vec<_> = (0..50)
         .map(|_| {
@@ -180,7 +186,7 @@ async fn at_most_sixteen_documents_load_at_once() {
             }
         });
     }
-    let control = control_over(&locations);
+    let control = control_over(&locations).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     while !control.is_ready() {
         assert!(
@@ -232,7 +238,7 @@ async fn silent_upstreams_do_not_hold_the_load_cap() {
         .start()
         .await;
     locations.push(healthy.url());
-    let control = control_over(&locations);
+    let control = control_over(&locations).await;
     let healthy_served = || {
         let table = control.table();
         table.domains()[0]
@@ -257,7 +263,7 @@ async fn silent_upstreams_do_not_hold_the_load_cap() {
 
 #[tokio::test]
 async fn a_lone_ask_is_published_at_once() {
-    let control = control();
+    let control = control().await;
     let before = control.table().generation;
     tokio::time::timeout(Duration::from_secs(5), control.publish_coalesced())
         .await
@@ -287,7 +293,7 @@ async fn upstreams_serving_one_document_share_its_docs() {
             .start()
             .await,
     );
-    let control = control_over(&[a.url(), b.url(), c.url()]);
+    let control = control_over(&[a.url(), b.url(), c.url()]).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while listed(&control)
         .iter()
@@ -309,4 +315,75 @@ async fn upstreams_serving_one_document_share_its_docs() {
         ("same", "other")
     );
     assert_eq!(docs[2].endpoints.len(), 1);
+}
+
+/// A control plane over one wildcard domain following `upstreams-file` at `path`, polled every
+/// `poll`.
+async fn control_over_file(path: &Path, poll: Duration) -> Arc<Control> {
+    let config = buckler_config::parse(
+        &format!(
+            r#"{{ listen: "127.0.0.1:0", domains: [{{ "domain-name": "*",
+                 "upstream-watcher": "file", "upstreams-file": "{}" }}] }}"#,
+            path.display()
+        ),
+        Path::new("test.json5"),
+    )
+    .unwrap();
+    let options = buckler_discovery::SourceOptions {
+        file_poll_interval: poll,
+        ..Default::default()
+    };
+    Control::start_with(config, HttpUpstreamClient::new(), options)
+        .await
+        .unwrap()
+}
+
+fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "buckler-control-{}-{name}-{}",
+        std::process::id(),
+        fastrand::u32(..)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("upstreams.json");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+const ONE: &str = r#"[{"serviceType": "swagger2", "serviceLocation": "http://127.0.0.1:1"}]"#;
+const TWO: &str = r#"[{"serviceType": "swagger2", "serviceLocation": "http://127.0.0.1:2"}]"#;
+
+#[tokio::test]
+async fn a_rejected_file_value_keeps_the_set_and_a_write_replacing_it_is_no_conflict() {
+    let path = temp_file("rejected", ONE);
+    let control = control_over_file(&path, Duration::from_millis(20)).await;
+    std::fs::write(&path, r#"[{"serviceLocation": "ftp://x"}]"#).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while control.reload_counts().1 == 0 {
+        assert!(Instant::now() < deadline, "the bad value was not rejected");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(listed(&control)[0].0, "http://127.0.0.1:1", "the set stays");
+    // The write expects the rejected value's revision, which is what the file holds.
+    let diff = control.write_upstreams("*", TWO).await.unwrap();
+    assert_eq!(diff.added, vec!["http://127.0.0.1:2".to_owned()]);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), TWO);
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
+
+#[tokio::test]
+async fn a_write_racing_an_unseen_file_edit_conflicts_and_changes_nothing() {
+    let path = temp_file("conflict", ONE);
+    // Polled once an hour: the edit below stays unseen.
+    let control = control_over_file(&path, Duration::from_secs(3600)).await;
+    std::fs::write(&path, TWO).unwrap();
+    let error = control.write_upstreams("*", ONE).await.unwrap_err();
+    assert!(matches!(error, ChangeError::Conflict(_)), "{error}");
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        TWO,
+        "not overwritten"
+    );
+    assert_eq!(listed(&control)[0].0, "http://127.0.0.1:1");
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
