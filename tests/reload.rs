@@ -163,6 +163,7 @@ async fn a_reload_names_the_restart_only_keys_it_did_not_apply() {
     let dir = temp_dir("reload-listen");
     let path = write_config(&dir, &one_upstream(&a.url(), "", ""));
     let gw = TestGateway::start_file(&path).await;
+    gw.wait_ready().await;
     let moved = one_upstream(&a.url(), r#""request-timeout": "3s","#, "workers: 3,").replacen(
         "\"127.0.0.1:0\"",
         "\"127.0.0.1:1\"",
