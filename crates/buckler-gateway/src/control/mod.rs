@@ -21,7 +21,7 @@ mod sources;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -37,6 +37,7 @@ use tokio::task::AbortHandle;
 
 use crate::docs_cache::DocsCache;
 use crate::docs_loader::{self, LoaderEnv};
+use crate::listen::Listeners;
 use crate::metrics::RequestStats;
 use crate::publish::{self, Publish, Publisher};
 use crate::table::{DomainInput, RuntimeTable};
@@ -103,6 +104,8 @@ pub struct ReloadOutcome {
     /// Keys that changed but take effect only at the next restart (`listen`, `admin.listen`,
     /// `tls.listen`, `workers`): everything else was applied.
     pub restart_required: Vec<&'static str>,
+    /// Certificate pairs refused (each line names its file); their old pairs stay in use.
+    pub refused: Vec<String>,
 }
 
 impl std::fmt::Display for ReloadOutcome {
@@ -114,6 +117,9 @@ impl std::fmt::Display for ReloadOutcome {
                 "; changed but not applied until restart: {}",
                 self.restart_required.join(", ")
             )?;
+        }
+        if !self.refused.is_empty() {
+            write!(f, "; {}", self.refused.join("; "))?;
         }
         Ok(())
     }
@@ -146,6 +152,9 @@ pub struct Control {
     next_source_id: AtomicU64,
     /// One reload at a time: sources are opened before the state is locked.
     reloading: tokio::sync::Mutex<()>,
+    /// The client listeners' reloadable state (timeouts, connection cap, certificates),
+    /// attached once they are built.
+    listeners: OnceLock<Arc<Listeners>>,
 }
 
 #[derive(Debug)]
@@ -236,6 +245,7 @@ impl Control {
             source_options,
             next_source_id: AtomicU64::new(1),
             reloading: tokio::sync::Mutex::new(()),
+            listeners: OnceLock::new(),
         });
         {
             let mut state = control.lock();
@@ -400,7 +410,18 @@ impl Control {
         )
     }
 
-    fn count_reload(&self, ok: bool) {
+    /// Hands reloads to the client listeners from now on (once; later calls are ignored).
+    pub(crate) fn attach_listeners(&self, listeners: Arc<Listeners>) {
+        let _ = self.listeners.set(listeners);
+    }
+
+    /// The client listeners' state, once attached.
+    pub(crate) fn listeners(&self) -> Option<&Arc<Listeners>> {
+        self.listeners.get()
+    }
+
+    /// Counts a reload (also certificate reloads caused by file changes).
+    pub(crate) fn count_reload(&self, ok: bool) {
         let counter = if ok {
             &self.reloads_ok
         } else {
@@ -541,7 +562,7 @@ impl Control {
         };
         match &result {
             Ok(outcome) => {
-                self.count_reload(true);
+                self.count_reload(outcome.refused.is_empty());
                 tracing::info!(file = %path.display(), "configuration reloaded: {outcome}");
             }
             Err(error) => {
@@ -637,9 +658,15 @@ impl Control {
         for key in &restart_required {
             tracing::warn!("`{key}` changed: it is applied at the next restart, not by a reload");
         }
+        // Timeouts, the connection cap and certificates (blocking reads of the pairs).
+        let refused = match self.listeners.get() {
+            Some(listeners) => listeners.apply(&config),
+            None => Vec::new(),
+        };
         Ok(ReloadOutcome {
             summary: format!("{kept} domains kept, {added} added, {removed} removed"),
             restart_required,
+            refused,
         })
     }
 
@@ -918,6 +945,9 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     }
     if old.workers != new.workers {
         changed.push("workers");
+    }
+    if old.tls.as_ref().map(|t| &t.listen) != new.tls.as_ref().map(|t| &t.listen) {
+        changed.push("tls.listen");
     }
     changed
 }
