@@ -102,7 +102,9 @@ async fn over_max_connections_a_new_connection_waits_until_one_closes() {
     assert!(head.starts_with("http/1.1 "), "{head}");
     // The held connection still works.
     second.write_all(REQUEST).await.unwrap();
-    assert!(response(&mut second, Duration::from_secs(10)).await.is_some());
+    assert!(response(&mut second, Duration::from_secs(10))
+        .await
+        .is_some());
 }
 
 #[tokio::test]
@@ -122,7 +124,11 @@ async fn a_burst_of_connections_waits_in_a_deep_accept_queue() {
             .expect("connect");
         burst.push(stream);
     }
-    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -140,7 +146,9 @@ async fn a_silent_connection_is_closed_after_the_header_timeout() {
     h2frames::goaway(&mut h2, Duration::from_secs(5))
         .await
         .expect("an HTTP/2 connection without a request gets GOAWAY");
-    assert!(closed_within(&mut h2, Duration::from_secs(5)).await.is_some());
+    assert!(closed_within(&mut h2, Duration::from_secs(5))
+        .await
+        .is_some());
 }
 
 #[tokio::test]
@@ -150,12 +158,17 @@ async fn a_slow_head_is_closed_after_the_header_timeout_even_after_a_keep_alive_
         let mut stream = connect(gw.addr).await;
         if pause_first {
             stream.write_all(REQUEST).await.unwrap();
-            assert!(response(&mut stream, Duration::from_secs(10)).await.is_some());
+            assert!(response(&mut stream, Duration::from_secs(10))
+                .await
+                .is_some());
             // Idle for longer than the header timeout: idle is not a slow head.
             tokio::time::sleep(Duration::from_millis(800)).await;
         }
         let started = Instant::now();
-        stream.write_all(b"GET /healthcheck HTTP/1.1\r\n").await.unwrap();
+        stream
+            .write_all(b"GET /healthcheck HTTP/1.1\r\n")
+            .await
+            .unwrap();
         // One header byte every 100 ms: never a complete head.
         let mut closed = false;
         for _ in 0..50 {
@@ -172,7 +185,10 @@ async fn a_slow_head_is_closed_after_the_header_timeout_even_after_a_keep_alive_
                 Ok(Ok(_)) | Err(_) => {}
             }
         }
-        assert!(closed, "a slowloris head kept its connection (pause first: {pause_first})");
+        assert!(
+            closed,
+            "a slowloris head kept its connection (pause first: {pause_first})"
+        );
         let took = started.elapsed();
         assert!(
             took >= Duration::from_millis(400) && took < Duration::from_secs(3),
@@ -245,7 +261,12 @@ async fn a_continuation_flood_ends_in_goaway() {
     let mut h2 = connect(gw.addr).await;
     let mut flood = h2frames::client_start();
     // A head that never ends: HEADERS without END_HEADERS, then empty CONTINUATION frames.
-    flood.extend(h2frames::frame(h2frames::HEADERS, h2frames::END_STREAM, 1, &h2frames::get_block()));
+    flood.extend(h2frames::frame(
+        h2frames::HEADERS,
+        h2frames::END_STREAM,
+        1,
+        &h2frames::get_block(),
+    ));
     for _ in 0..10_000 {
         flood.extend(h2frames::frame(h2frames::CONTINUATION, 0, 1, &[]));
     }

@@ -103,8 +103,16 @@ impl Setup {
 async fn one_port_serves_http2_and_http1_by_alpn_and_upstreams_see_https() {
     let setup = Setup::start("tls-alpn", "", "").await;
     for (alpn, expect_alpn, expect_version) in [
-        (&[&b"h2"[..], b"http/1.1"][..], Some(&b"h2"[..]), Version::HTTP_2),
-        (&[&b"http/1.1"[..]][..], Some(&b"http/1.1"[..]), Version::HTTP_11),
+        (
+            &[&b"h2"[..], b"http/1.1"][..],
+            Some(&b"h2"[..]),
+            Version::HTTP_2,
+        ),
+        (
+            &[&b"http/1.1"[..]][..],
+            Some(&b"http/1.1"[..]),
+            Version::HTTP_11,
+        ),
         (&[][..], None, Version::HTTP_11),
     ] {
         let (mut conn, agreed) = setup.https("api.test", alpn).await;
@@ -130,7 +138,11 @@ async fn one_port_serves_http2_and_http1_by_alpn_and_upstreams_see_https() {
 async fn sni_picks_the_domains_certificate_else_the_default() {
     let setup = Setup::start("tls-sni", "", "").await;
     assert_eq!(setup.served("api.test").await, setup.api.der);
-    assert_eq!(setup.served("API.test").await, setup.api.der, "case-insensitive");
+    assert_eq!(
+        setup.served("API.test").await,
+        setup.api.der,
+        "case-insensitive"
+    );
     assert_eq!(setup.served("default.test").await, setup.default.der);
     // An IP address: rustls sends no SNI, the default pair answers.
     assert_eq!(setup.served("127.0.0.1").await, setup.default.der);
@@ -156,7 +168,10 @@ async fn min_version_1_3_refuses_a_tls_1_2_client() {
 async fn a_reload_swaps_certificates_keeps_open_connections_and_refuses_a_broken_pair() {
     let setup = Setup::start("tls-reload", "", "").await;
     let (mut held, _) = setup.https("api.test", &[b"http/1.1"]).await;
-    assert_eq!(held.get("api.test", "/echo/a").await.unwrap().0.status, StatusCode::OK);
+    assert_eq!(
+        held.get("api.test", "/echo/a").await.unwrap().0.status,
+        StatusCode::OK
+    );
 
     // A new pair for api.test, applied by a reload (what SIGHUP does).
     let rotated = setup.pki.leaf(&["api.test"]);
@@ -165,7 +180,11 @@ async fn a_reload_swaps_certificates_keeps_open_connections_and_refuses_a_broken
     assert!(outcome.refused.is_empty(), "{outcome}");
     assert_eq!(setup.served("api.test").await, rotated.der);
     assert_eq!(
-        held.get("api.test", "/echo/b").await.expect("held connection still serves").0.status,
+        held.get("api.test", "/echo/b")
+            .await
+            .expect("held connection still serves")
+            .0
+            .status,
         StatusCode::OK
     );
 
@@ -173,12 +192,23 @@ async fn a_reload_swaps_certificates_keeps_open_connections_and_refuses_a_broken
     let other = setup.pki.leaf(&["api.test"]);
     std::fs::write(setup.dir.join("api.key"), &other.key_pem).unwrap();
     let (_, errors_before) = setup.gw.gateway.control().reload_counts();
-    let outcome = setup.gw.gateway.control().reload().expect("reload applies the rest");
+    let outcome = setup
+        .gw
+        .gateway
+        .control()
+        .reload()
+        .expect("reload applies the rest");
     assert_eq!(outcome.refused.len(), 1, "{outcome}");
     assert!(outcome.refused[0].contains("api.key"), "{outcome}");
-    assert_eq!(setup.gw.gateway.control().reload_counts().1, errors_before + 1);
+    assert_eq!(
+        setup.gw.gateway.control().reload_counts().1,
+        errors_before + 1
+    );
     assert_eq!(setup.served("api.test").await, rotated.der);
-    assert_eq!(held.get("api.test", "/echo/c").await.unwrap().0.status, StatusCode::OK);
+    assert_eq!(
+        held.get("api.test", "/echo/c").await.unwrap().0.status,
+        StatusCode::OK
+    );
     assert_eq!(setup.served("default.test").await, setup.default.der);
 }
 
@@ -186,7 +216,10 @@ async fn a_reload_swaps_certificates_keeps_open_connections_and_refuses_a_broken
 async fn a_certificate_file_change_is_picked_up_without_a_reload() {
     let setup = Setup::start("tls-watch", "", "").await;
     let (mut held, _) = setup.https("default.test", &[b"h2"]).await;
-    assert_eq!(held.get("x.test", "/echo/a").await.unwrap().0.status, StatusCode::OK);
+    assert_eq!(
+        held.get("x.test", "/echo/a").await.unwrap().0.status,
+        StatusCode::OK
+    );
 
     let rotated = setup.pki.leaf(&["default.test"]);
     rotated.write(&setup.dir, "default");
@@ -194,9 +227,17 @@ async fn a_certificate_file_change_is_picked_up_without_a_reload() {
         setup.served("default.test").await == rotated.der,
         "the rotated default certificate was never served"
     );
-    assert_eq!(setup.served("api.test").await, setup.api.der, "api.test's pair untouched");
     assert_eq!(
-        held.get("x.test", "/echo/b").await.expect("HTTP/2 connection held across the swap").0.status,
+        setup.served("api.test").await,
+        setup.api.der,
+        "api.test's pair untouched"
+    );
+    assert_eq!(
+        held.get("x.test", "/echo/b")
+            .await
+            .expect("HTTP/2 connection held across the swap")
+            .0
+            .status,
         StatusCode::OK
     );
 }
@@ -245,7 +286,9 @@ async fn a_bad_pair_at_startup_fails_the_start_naming_the_file() {
 #[tokio::test]
 async fn a_silent_or_slow_handshake_is_closed_after_the_header_timeout() {
     let setup = Setup::start("tls-silent", "", r#""client-header-timeout": "300ms","#).await;
-    let mut silent = tokio::net::TcpStream::connect(setup.tls_addr()).await.unwrap();
+    let mut silent = tokio::net::TcpStream::connect(setup.tls_addr())
+        .await
+        .unwrap();
     let started = std::time::Instant::now();
     let mut buf = [0u8; 64];
     let read = tokio::time::timeout(
@@ -258,5 +301,8 @@ async fn a_silent_or_slow_handshake_is_closed_after_the_header_timeout() {
     assert!(started.elapsed() >= std::time::Duration::from_millis(250));
     // A client that completes its handshake is served as usual.
     let (mut conn, _) = setup.https("api.test", &[b"h2"]).await;
-    assert_eq!(conn.get("api.test", "/echo/x").await.unwrap().0.status, StatusCode::OK);
+    assert_eq!(
+        conn.get("api.test", "/echo/x").await.unwrap().0.status,
+        StatusCode::OK
+    );
 }

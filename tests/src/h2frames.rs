@@ -115,12 +115,19 @@ pub async fn read_until<R: AsyncRead + Unpin>(
     .await;
     match outcome {
         Ok(Some(frame)) => Ok(frame),
-        Ok(None) => Err(format!("connection closed; frames (type, flags, stream) seen: {seen:?}")),
-        Err(_) => Err(format!("nothing matching within {within:?}; frames seen: {seen:?}")),
+        Ok(None) => Err(format!(
+            "connection closed; frames (type, flags, stream) seen: {seen:?}"
+        )),
+        Err(_) => Err(format!(
+            "nothing matching within {within:?}; frames seen: {seen:?}"
+        )),
     }
 }
 
 /// Reads frames until GOAWAY.
-pub async fn goaway<R: AsyncRead + Unpin>(reader: &mut R, within: Duration) -> Result<Frame, String> {
+pub async fn goaway<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    within: Duration,
+) -> Result<Frame, String> {
     read_until(reader, within, |frame| frame.kind == GOAWAY).await
 }

@@ -61,8 +61,9 @@ impl Pki {
 
     /// A leaf for `names` (DNS names or IP addresses), valid now.
     pub fn leaf(&self, names: &[&str]) -> Leaf {
-        let params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-            .expect("leaf params");
+        let params =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .expect("leaf params");
         let key = KeyPair::generate().expect("leaf key");
         let cert = params.signed_by(&key, &self.ca).expect("leaf certificate");
         Leaf {
@@ -73,7 +74,11 @@ impl Pki {
     }
 
     /// A client trusting this CA, offering `alpn`, speaking `versions` (empty: 1.2 and 1.3).
-    pub fn client(&self, alpn: &[&[u8]], versions: &[&'static SupportedProtocolVersion]) -> Arc<ClientConfig> {
+    pub fn client(
+        &self,
+        alpn: &[&[u8]],
+        versions: &[&'static SupportedProtocolVersion],
+    ) -> Arc<ClientConfig> {
         let mut roots = RootCertStore::empty();
         roots.add(self.ca.der().clone()).expect("CA trusted");
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -112,7 +117,12 @@ pub async fn connect(
 
 /// The leaf certificate the server presented.
 pub fn served_certificate(stream: &TlsStream<TcpStream>) -> CertificateDer<'static> {
-    stream.get_ref().1.peer_certificates().expect("server certificate")[0].clone()
+    stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .expect("server certificate")[0]
+        .clone()
 }
 
 /// The ALPN protocol agreed.
