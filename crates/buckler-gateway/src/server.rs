@@ -109,18 +109,25 @@ struct AcceptErrors {
 
 impl AcceptErrors {
     fn failed(&mut self, error: &std::io::Error) {
-        let now = Instant::now();
+        if let Some(not_logged) = self.should_log(Instant::now()) {
+            tracing::warn!(
+                similar_errors_not_logged = not_logged,
+                "accept failed: {error}"
+            );
+        }
+    }
+
+    /// Counts a failure at `now`; `Some(count of failures not logged since the last one)`
+    /// when this one is to be logged.
+    fn should_log(&mut self, now: Instant) -> Option<u64> {
         match self.last_logged {
             Some(at) if now.duration_since(at) < ACCEPT_ERROR_LOG_INTERVAL => {
                 self.not_logged += 1;
+                None
             }
             _ => {
-                tracing::warn!(
-                    similar_errors_not_logged = self.not_logged,
-                    "accept failed: {error}"
-                );
                 self.last_logged = Some(now);
-                self.not_logged = 0;
+                Some(std::mem::take(&mut self.not_logged))
             }
         }
     }
@@ -179,4 +186,27 @@ fn bind(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
     socket.bind(&addr.into())?;
     socket.listen(LISTEN_BACKLOG)?;
     TcpListener::from_std(socket.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_errors_are_logged_once_per_interval_with_the_count_skipped() {
+        let mut errors = AcceptErrors::default();
+        let t0 = Instant::now();
+        assert_eq!(errors.should_log(t0), Some(0));
+        // Out of descriptors: every 50 ms backoff fails again.
+        for i in 1..100 {
+            assert_eq!(errors.should_log(t0 + ACCEPT_BACKOFF * i), None);
+        }
+        assert_eq!(errors.should_log(t0 + ACCEPT_ERROR_LOG_INTERVAL), Some(99));
+        errors.succeeded();
+        assert_eq!(
+            errors.should_log(t0 + ACCEPT_ERROR_LOG_INTERVAL + ACCEPT_BACKOFF),
+            Some(0),
+            "a new shortage is logged at once"
+        );
+    }
 }
