@@ -276,3 +276,45 @@ async fn a_continuation_flood_ends_in_goaway() {
         .expect("GOAWAY after a CONTINUATION flood");
     assert_ne!(goaway.goaway_code(), Some(0), "an error code");
 }
+
+#[tokio::test]
+async fn a_reload_applies_new_limits_to_new_connections() {
+    let dir = temp_dir("limits-reload");
+    let path = dir.join("gateway.json5");
+    let write = |idle: &str| {
+        std::fs::write(
+            &path,
+            format!(
+                r#"{{ listen: "127.0.0.1:0", "shutdown-grace": "1s", "client-idle-timeout": "{idle}",
+                     domains: [{{ "domain-name": "*", upstreams: [] }}] }}"#
+            ),
+        )
+        .unwrap();
+    };
+    write("30s");
+    let gw = TestGateway::start_file(&path).await;
+    let mut before = connect(gw.addr).await;
+    before.write_all(REQUEST).await.unwrap();
+    assert!(response(&mut before, Duration::from_secs(10))
+        .await
+        .is_some());
+
+    write("300ms");
+    let outcome = gw.gateway.control().reload().expect("reload");
+    assert!(outcome.restart_required.is_empty(), "{outcome}");
+    let mut after = connect(gw.addr).await;
+    after.write_all(REQUEST).await.unwrap();
+    assert!(response(&mut after, Duration::from_secs(10))
+        .await
+        .is_some());
+    assert!(
+        closed_within(&mut after, Duration::from_secs(5))
+            .await
+            .is_some(),
+        "a connection accepted after the reload has the new idle timeout"
+    );
+    // The connection from before keeps the settings it was accepted with.
+    assert!(closed_within(&mut before, Duration::from_millis(500))
+        .await
+        .is_none());
+}

@@ -306,3 +306,23 @@ async fn a_silent_or_slow_handshake_is_closed_after_the_header_timeout() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn tls_listen_is_restart_only() {
+    let setup = Setup::start("tls-restart", "", "").await;
+    let path = setup.dir.join("gateway.json5");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text = text.replacen(
+        "tls: { listen: \"127.0.0.1:0\"",
+        "tls: { listen: \"127.0.0.2:0\"",
+        1,
+    );
+    std::fs::write(&path, text).unwrap();
+    let outcome = setup.gw.gateway.control().reload().expect("reload");
+    assert_eq!(outcome.restart_required, vec!["tls.listen"], "{outcome}");
+    assert_eq!(
+        setup.served("api.test").await,
+        setup.api.der,
+        "still serving"
+    );
+}
