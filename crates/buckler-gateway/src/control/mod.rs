@@ -37,7 +37,6 @@ use tokio::task::AbortHandle;
 
 use crate::docs_cache::DocsCache;
 use crate::docs_loader::{self, LoaderEnv};
-use crate::listen::Listeners;
 use crate::metrics::RequestStats;
 use crate::publish::{self, Publish, Publisher};
 use crate::table::{DomainInput, RuntimeTable};
@@ -154,7 +153,17 @@ pub struct Control {
     reloading: tokio::sync::Mutex<()>,
     /// The client listeners' reloadable state (timeouts, connection cap, certificates),
     /// attached once they are built.
-    listeners: OnceLock<Arc<Listeners>>,
+    listeners: OnceLock<Arc<dyn ClientListeners>>,
+}
+
+/// What a reload changes on the client listeners (`listen/` implements it; a trait so the
+/// control plane does not depend on the listeners).
+pub(crate) trait ClientListeners: std::fmt::Debug + Send + Sync {
+    /// Applies a validated configuration (timeouts, connection cap, certificates, with
+    /// blocking file reads). Returns one line per certificate pair refused.
+    fn apply(&self, config: &Config) -> Vec<String>;
+    /// Appends the listeners' metric samples to a Prometheus text page.
+    fn render_metrics(&self, out: &mut String);
 }
 
 #[derive(Debug)]
@@ -411,12 +420,12 @@ impl Control {
     }
 
     /// Hands reloads to the client listeners from now on (once; later calls are ignored).
-    pub(crate) fn attach_listeners(&self, listeners: Arc<Listeners>) {
+    pub(crate) fn attach_listeners(&self, listeners: Arc<dyn ClientListeners>) {
         let _ = self.listeners.set(listeners);
     }
 
     /// The client listeners' state, once attached.
-    pub(crate) fn listeners(&self) -> Option<&Arc<Listeners>> {
+    pub(crate) fn listeners(&self) -> Option<&Arc<dyn ClientListeners>> {
         self.listeners.get()
     }
 

@@ -26,6 +26,7 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use crate::control::ClientListeners;
 use crate::pipeline::ConnectionInfo;
 
 pub(crate) use conn::serve;
@@ -125,10 +126,20 @@ impl Listeners {
         self.tls.as_ref().map(|tls| tls.termination().clone())
     }
 
+    /// Starts polling the certificate files; `on_reload(ok)` is called after each reload a
+    /// change caused. Does nothing without TLS.
+    pub(crate) fn watch_certificates(&self, on_reload: impl Fn(bool) + Send + 'static) {
+        if let Some(tls) = &self.tls {
+            tls.clone().spawn_file_watch(on_reload);
+        }
+    }
+}
+
+impl ClientListeners for Listeners {
     /// Applies a reloaded configuration to new connections (timeouts, HTTP/2 streams, the
     /// connection cap) and re-reads the certificates. Returns one line per certificate pair
     /// refused (its old pair, if any, stays in use); each is logged too.
-    pub(crate) fn apply(&self, config: &Config) -> Vec<String> {
+    fn apply(&self, config: &Config) -> Vec<String> {
         self.settings
             .store(Arc::new(ConnSettings::from_config(config)));
         self.limit.set_limit(config.max_connections);
@@ -138,16 +149,8 @@ impl Listeners {
         }
     }
 
-    /// Starts polling the certificate files; `on_reload(ok)` is called after each reload a
-    /// change caused. Does nothing without TLS.
-    pub(crate) fn watch_certificates(&self, on_reload: impl Fn(bool) + Send + 'static) {
-        if let Some(tls) = &self.tls {
-            tls.clone().spawn_file_watch(on_reload);
-        }
-    }
-
     /// Appends this state's metric samples (certificate expiry) to a Prometheus text page.
-    pub(crate) fn render_metrics(&self, out: &mut String) {
+    fn render_metrics(&self, out: &mut String) {
         if let Some(tls) = &self.tls {
             tls.render_metrics(out);
         }
