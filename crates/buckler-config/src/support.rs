@@ -56,21 +56,21 @@ pub const KEYS: &[(&str, bool)] = &[
     ("http2-max-concurrent-streams", true),
     ("domains[].tls", true),
     // Not built yet; each names the issue that builds it.
-    ("domains[].connect-timeout", false),                           // issue 30
-    ("domains[].upstream-ca", false),                               // issue 30
-    ("domains[].upstream-protocol", false),                         // issue 30
-    ("domains[].body-idle-timeout", false),                         // issue 31
-    ("domains[].circuit-breaker", false),                           // issue 31
-    ("domains[].health-check", false),                              // issue 31
-    ("domains[].retry", false),                                     // issue 31
-    ("domains[].middleware-chain[].builder=api-key-auth", false),   // issue 32
-    ("domains[].middleware-chain[].builder=rate-limit", false),     // issue 32
+    ("domains[].connect-timeout", false),   // issue 30
+    ("domains[].upstream-ca", false),       // issue 30
+    ("domains[].upstream-protocol", false), // issue 30
+    ("domains[].body-idle-timeout", false), // issue 31
+    ("domains[].circuit-breaker", false),   // issue 31
+    ("domains[].health-check", false),      // issue 31
+    ("domains[].retry", false),             // issue 31
+    ("domains[].middleware-chain[].builder=api-key-auth", false), // issue 32
+    ("domains[].middleware-chain[].builder=rate-limit", false), // issue 32
     ("domains[].middleware-chain[].builder=response-cache", false), // issue 32
-    ("domains[].listeners[].builder=access-log", false),            // issue 32
-    ("domains[].log", false),                                       // issue 32 (with access-log)
-    ("domains[].kvstores.*.type=memory", false),                    // issue 32
-    ("domains[].kvstores.*.type=redis", false),                     // issue 32
-    ("domains[].upstream-weighting.guard", false),                  // SPEC §14, the ramp guard
+    ("domains[].listeners[].builder=access-log", false), // issue 32
+    ("domains[].log", false),               // issue 32 (with access-log)
+    ("domains[].kvstores.*.type=memory", false), // issue 32
+    ("domains[].kvstores.*.type=redis", false), // issue 32
+    ("domains[].upstream-weighting.guard", false), // SPEC §14, the ramp guard
 ];
 
 /// The message of every refusal.
