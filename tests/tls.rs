@@ -326,3 +326,43 @@ async fn tls_listen_is_restart_only() {
         "still serving"
     );
 }
+
+#[tokio::test]
+async fn tls_listeners_are_copied_to_every_worker_runtime() {
+    trace_init();
+    let pki = Pki::new();
+    let dir = temp_dir("tls-workers");
+    let default = pki.leaf(&["default.test"]);
+    default.write(&dir, "default");
+    pki.leaf(&["api.test"]).write(&dir, "api");
+    let upstream = upstream().await;
+    let config = buckler_config::load(&write_config(&dir, &upstream, "", "")).expect("config");
+    // A second, single-threaded runtime, as `--runtime per-worker` runs one per worker.
+    let (handle_tx, handle_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let worker = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("worker runtime");
+        handle_tx.send(runtime.handle().clone()).unwrap();
+        runtime.block_on(async {
+            let _ = stop_rx.await;
+        });
+    });
+    let handle = handle_rx.recv().unwrap();
+    let gateway = buckler_gateway::RunningGateway::start_on(config, &[handle])
+        .await
+        .expect("starts");
+    let addr = gateway.tls_addrs()[0];
+    assert_eq!(gateway.tls_addrs().len(), 1, "the copies share one address");
+    for _ in 0..20 {
+        let stream = pki::connect(addr, pki.client(&[], &[]), "default.test")
+            .await
+            .expect("every copy handshakes");
+        assert_eq!(pki::served_certificate(&stream), default.der);
+    }
+    gateway.shutdown().await;
+    let _ = stop_tx.send(());
+    worker.join().unwrap();
+}
