@@ -300,7 +300,7 @@ async fn a_reload_applies_new_limits_to_new_connections() {
         .is_some());
 
     write("300ms");
-    let outcome = gw.gateway.control().reload().expect("reload");
+    let outcome = gw.gateway.control().reload().await.expect("reload");
     assert!(outcome.restart_required.is_empty(), "{outcome}");
     let mut after = connect(gw.addr).await;
     after.write_all(REQUEST).await.unwrap();

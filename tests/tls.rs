@@ -176,7 +176,7 @@ async fn a_reload_swaps_certificates_keeps_open_connections_and_refuses_a_broken
     // A new pair for api.test, applied by a reload (what SIGHUP does).
     let rotated = setup.pki.leaf(&["api.test"]);
     rotated.write(&setup.dir, "api");
-    let outcome = setup.gw.gateway.control().reload().expect("reload");
+    let outcome = setup.gw.gateway.control().reload().await.expect("reload");
     assert!(outcome.refused.is_empty(), "{outcome}");
     assert_eq!(setup.served("api.test").await, rotated.der);
     assert_eq!(
@@ -197,6 +197,7 @@ async fn a_reload_swaps_certificates_keeps_open_connections_and_refuses_a_broken
         .gateway
         .control()
         .reload()
+        .await
         .expect("reload applies the rest");
     assert_eq!(outcome.refused.len(), 1, "{outcome}");
     assert!(outcome.refused[0].contains("api.key"), "{outcome}");
@@ -318,7 +319,7 @@ async fn tls_listen_is_restart_only() {
         1,
     );
     std::fs::write(&path, text).unwrap();
-    let outcome = setup.gw.gateway.control().reload().expect("reload");
+    let outcome = setup.gw.gateway.control().reload().await.expect("reload");
     assert_eq!(outcome.restart_required, vec!["tls.listen"], "{outcome}");
     assert_eq!(
         setup.served("api.test").await,

@@ -619,6 +619,18 @@ impl Control {
         for warning in &config.warnings {
             tracing::warn!("{warning}");
         }
+        // Timeouts, the connection cap and certificates, before the state is locked (blocking
+        // reads of the pairs, on the blocking pool). A refused pair keeps its old one and does
+        // not stop the reload.
+        let refused = match self.listeners.get() {
+            Some(listeners) => {
+                let (listeners, new) = (listeners.clone(), config.clone());
+                tokio::task::spawn_blocking(move || listeners.apply(&new))
+                    .await
+                    .unwrap_or_else(|error| vec![format!("certificates not reloaded: {error}")])
+            }
+            None => Vec::new(),
+        };
         let mut state = self.lock();
         let restart_required = restart_only_changes(&state.config, &config);
         self.admin_token.store(Arc::new(token));
@@ -667,11 +679,6 @@ impl Control {
         for key in &restart_required {
             tracing::warn!("`{key}` changed: it is applied at the next restart, not by a reload");
         }
-        // Timeouts, the connection cap and certificates (blocking reads of the pairs).
-        let refused = match self.listeners.get() {
-            Some(listeners) => listeners.apply(&config),
-            None => Vec::new(),
-        };
         Ok(ReloadOutcome {
             summary: format!("{kept} domains kept, {added} added, {removed} removed"),
             restart_required,
