@@ -11,6 +11,9 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 
+pub mod h2frames;
+pub mod pki;
+
 pub use buckler_testkit::{assert_eventually, trace_init, FakeUpstream, Swagger2Doc};
 
 /// A gateway started for one test, with HTTP clients pointed at it.
@@ -215,6 +218,11 @@ impl TestGateway {
 }
 
 async fn read(response: http::Response<hyper::body::Incoming>) -> Reply {
+    read_reply(response).await
+}
+
+/// Reads a response's body whole.
+pub async fn read_reply(response: http::Response<hyper::body::Incoming>) -> Reply {
     let (parts, body) = response.into_parts();
     let body = body.collect().await.expect("body read").to_bytes();
     Reply {

@@ -623,22 +623,6 @@ fn the_gate_refuses_every_key_that_is_not_built_yet() {
     let cases: &[(&str, &str, &str, &str)] = &[
         ("workers: \"auto\",", "", "workers", "workers"),
         ("workers: 2,", "", "workers", "workers"),
-        (
-            "tls: { listen: \"127.0.0.1:8443\", cert: \"c.pem\", key: \"k.pem\" },",
-            "",
-            "tls",
-            "tls",
-        ),
-        ("\"max-connections\": 100000,", "", "max-connections", "\"max-connections\""),
-        ("\"client-header-timeout\": \"10s\",", "", "client-header-timeout", "\"client-header-timeout\""),
-        ("\"client-idle-timeout\": \"60s\",", "", "client-idle-timeout", "\"client-idle-timeout\""),
-        (
-            "\"http2-max-concurrent-streams\": 100,",
-            "",
-            "http2-max-concurrent-streams",
-            "\"http2-max-concurrent-streams\"",
-        ),
-        ("", "tls: { cert: \"a.pem\", key: \"a.key\" },", "domains[0].tls", "tls"),
         ("", "\"connect-timeout\": \"2s\",", "domains[0].connect-timeout", "\"connect-timeout\""),
         ("", "\"body-idle-timeout\": \"30s\",", "domains[0].body-idle-timeout", "\"body-idle-timeout\""),
         ("", "\"upstream-ca\": \"ca.pem\",", "domains[0].upstream-ca", "\"upstream-ca\""),

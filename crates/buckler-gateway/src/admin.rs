@@ -291,9 +291,11 @@ fn explain(control: &Control, query: &str) -> Result<Value, GatewayError> {
 async fn reload(control: &Arc<Control>) -> Response<ProxyBody> {
     match control.reload().await {
         Ok(outcome) => ok_json(&json!({
-            "result": "ok",
+            // "partial": applied, but a certificate pair was refused (its old pair serves on).
+            "result": if outcome.refused.is_empty() { "ok" } else { "partial" },
             "summary": outcome.to_string(),
             "restartRequired": outcome.restart_required,
+            "refused": outcome.refused,
         })),
         Err(error) => {
             let errors: Vec<String> = match &error {

@@ -15,6 +15,7 @@ mod docs_loader;
 mod error;
 mod headers;
 mod lambda;
+mod listen;
 mod local;
 pub mod metrics;
 mod middleware;
@@ -54,14 +55,16 @@ pub enum StartError {
     },
     #[error(transparent)]
     Setup(#[from] SetupError),
-    #[error("tls: serving TLS is not supported by this build yet (remove the `tls` key)")]
-    TlsUnsupported,
+    /// A certificate pair is bad (one line per pair, each naming its file).
+    #[error("tls: {0}")]
+    Tls(#[from] buckler_tls::TlsSetupError),
 }
 
 /// A started gateway. Dropping it without [`RunningGateway::shutdown`] stops accepting at once.
 #[derive(Debug)]
 pub struct RunningGateway {
     addrs: Vec<SocketAddr>,
+    tls_addrs: Vec<SocketAddr>,
     admin_addr: Option<SocketAddr>,
     control: Arc<Control>,
     stop: watch::Sender<bool>,
@@ -70,48 +73,63 @@ pub struct RunningGateway {
 }
 
 impl RunningGateway {
-    /// Binds every `listen` address, starts loading upstream docs and begins serving, all on
-    /// the runtime this is called on.
+    /// Binds every `listen` and `tls.listen` address, loads the certificates, starts loading
+    /// upstream docs and begins serving, all on the runtime this is called on.
     pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
         Self::start_on(config, &[]).await
     }
 
-    /// [`RunningGateway::start`], with the main listeners also served by `more_workers`: each
-    /// of those runtimes (one thread each, as NGINX runs one process per worker) gets its own
-    /// copy of every `listen` socket, bound with `SO_REUSEPORT`, and the kernel spreads new
-    /// connections over the copies. The control plane, the admin listener and the table are
-    /// shared; the calling runtime serves too.
+    /// [`RunningGateway::start`], with the client listeners also served by `more_workers`:
+    /// each of those runtimes (one thread each, as NGINX runs one process per worker) gets its
+    /// own copy of every `listen` and `tls.listen` socket, bound with `SO_REUSEPORT`, and the
+    /// kernel spreads new connections over the copies. The control plane, the admin listener,
+    /// the table, the certificates and the `max-connections` cap are shared; the calling
+    /// runtime serves too.
     pub async fn start_on(
         config: Config,
         more_workers: &[tokio::runtime::Handle],
     ) -> Result<RunningGateway, StartError> {
-        if config.tls.is_some() {
-            return Err(StartError::TlsUnsupported);
-        }
+        // Certificates first: a bad pair stops the start before anything is bound.
+        let listeners = listen::Listeners::start(&config)?;
         let bind_error = |(addr, source)| StartError::Bind { addr, source };
-        let listeners = if more_workers.is_empty() {
-            server::bind_all(&config.listen).await
-        } else {
-            server::bind_reuseport(&config.listen, 1 + more_workers.len())
-        }
-        .map_err(bind_error)?;
+        let bind = |addrs: &[SocketAddr]| {
+            if more_workers.is_empty() {
+                server::bind_all(addrs)
+            } else {
+                server::bind_reuseport(addrs, 1 + more_workers.len())
+            }
+        };
+        let plain = bind(&config.listen).map_err(bind_error)?;
+        let tls_listen = config.tls.as_ref().map_or(&[][..], |tls| &tls.listen[..]);
+        let secure = bind(tls_listen).map_err(bind_error)?;
         let admin_listener = match &config.admin {
             Some(admin) => Some(
                 server::bind_all(&[admin.listen])
-                    .await
                     .map_err(bind_error)?
                     .remove(0),
             ),
             None => None,
         };
-        let mut addrs: Vec<SocketAddr> = listeners
-            .iter()
-            .filter_map(|l| l.local_addr().ok())
-            .collect();
-        addrs.dedup();
+        let local_addrs = |bound: &[tokio::net::TcpListener]| {
+            let mut addrs: Vec<SocketAddr> =
+                bound.iter().filter_map(|l| l.local_addr().ok()).collect();
+            addrs.dedup();
+            addrs
+        };
+        let addrs = local_addrs(&plain);
+        let tls_addrs = local_addrs(&secure);
         let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
         let grace = config.shutdown_grace;
         let control = Control::start(config, HttpUpstreamClient::new()).await?;
+        control.attach_listeners(listeners.clone());
+        {
+            let control = Arc::downgrade(&control);
+            listeners.watch_certificates(move |ok| {
+                if let Some(control) = control.upgrade() {
+                    control.count_reload(ok);
+                }
+            });
+        }
         let (stop, stopped) = watch::channel(false);
         let mut servers = JoinSet::new();
         let proxy: server::Handler = {
@@ -120,11 +138,36 @@ impl RunningGateway {
                 Box::pin(pipeline::handle(control.clone(), connection, request))
             })
         };
+        let client_facing = server::Serving {
+            listeners: listeners.clone(),
+            tls: None,
+            capped: true,
+        };
+        let secure_facing = server::Serving {
+            tls: listeners.termination(),
+            ..client_facing.clone()
+        };
         // With more workers, the copies of each address come in worker order: the calling
         // runtime's first, then one per worker (`bind_reuseport`).
         let runtimes = 1 + more_workers.len();
-        for (i, listener) in listeners.into_iter().enumerate() {
-            let serve = server::serve(listener, proxy.clone(), stopped.clone(), grace);
+        let all = plain
+            .into_iter()
+            .map(|listener| (listener, &client_facing))
+            .enumerate()
+            .chain(
+                secure
+                    .into_iter()
+                    .map(|listener| (listener, &secure_facing))
+                    .enumerate(),
+            );
+        for (i, (listener, serving)) in all {
+            let serve = server::serve(
+                listener,
+                serving.clone(),
+                proxy.clone(),
+                stopped.clone(),
+                grace,
+            );
             match i % runtimes {
                 0 => servers.spawn(serve),
                 worker => servers.spawn_on(serve, &more_workers[worker - 1]),
@@ -135,10 +178,22 @@ impl RunningGateway {
             let admin: server::Handler = Arc::new(move |_connection, request| {
                 Box::pin(admin::handle(control.clone(), request))
             });
-            servers.spawn(server::serve(listener, admin, stopped.clone(), grace));
+            // The admin API stays reachable when client connections are at their cap.
+            let serving = server::Serving {
+                capped: false,
+                ..client_facing.clone()
+            };
+            servers.spawn(server::serve(
+                listener,
+                serving,
+                admin,
+                stopped.clone(),
+                grace,
+            ));
         }
         Ok(RunningGateway {
             addrs,
+            tls_addrs,
             admin_addr,
             control,
             stop,
@@ -150,6 +205,11 @@ impl RunningGateway {
     /// The bound addresses, in `listen` order (useful with port 0).
     pub fn addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// The bound `tls.listen` addresses, in order (empty without `tls`).
+    pub fn tls_addrs(&self) -> &[SocketAddr] {
+        &self.tls_addrs
     }
 
     /// The admin listener's address, when `admin` is configured.

@@ -287,6 +287,9 @@ pub fn metrics(control: &Control, table: &RuntimeTable) -> Response<ProxyBody> {
     );
     let _ = writeln!(out, "# TYPE {} gauge", names::TABLE_GENERATION);
     let _ = writeln!(out, "{} {}", names::TABLE_GENERATION, table.generation);
+    if let Some(listeners) = control.listeners() {
+        listeners.render_metrics(&mut out);
+    }
     let mut response = Response::new(full_body(out));
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -21,6 +21,9 @@ pub const TABLE_GENERATION: &str = "buckler_table_generation";
 /// Gauge: the request-serving threads of the runtime answering (`workers`), as the runtime
 /// itself counts them.
 pub const RUNTIME_WORKERS: &str = "buckler_runtime_workers";
+/// Gauge: `notAfter` of the certificate served, in Unix seconds, by `domain` (`*`: default).
+pub const TLS_CERTIFICATE_EXPIRY_TIMESTAMP_SECONDS: &str =
+    "buckler_tls_certificate_expiry_timestamp_seconds";
 
 /// Log field: the request id.
 pub const LOG_REQUEST_ID: &str = "request_id";

@@ -1,44 +1,49 @@
-//! Listeners: accept connections, serve HTTP/1.1 and HTTP/2 (prior knowledge) on the same port,
-//! and shut down gracefully (stop accepting, let in-flight requests finish).
+//! Listeners: bind with a deep accept queue, accept under the connection cap, hand each
+//! connection to its own task (TLS handshake, protocol, timeouts: `listen/`), and shut down
+//! gracefully (stop accepting, let in-flight requests finish).
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use buckler_tls::TlsTermination;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
-use std::future::Future;
-use std::pin::Pin;
+use crate::listen::{self, Listeners};
+use crate::shutdown::Shutdown;
 
-use buckler_upstream::{ProxyBody, SendStream};
-use http::{Request, Response};
-use hyper::body::Incoming;
+pub use crate::listen::Handler;
 
-use crate::pipeline::ConnectionInfo;
-use crate::shutdown::{Finish, Shutdown};
+/// The accept queue asked of the kernel (Linux caps it at `net.core.somaxconn`, 4096 by
+/// default): a burst of new connections waits there instead of being dropped and retried a
+/// second later, and over `max-connections` connections wait there too.
+pub const LISTEN_BACKLOG: i32 = 65_535;
 
-/// What a listener runs for every request.
-pub type Handler = Arc<
-    dyn Fn(
-            ConnectionInfo,
-            Request<Incoming>,
-        ) -> Pin<Box<dyn Future<Output = Response<ProxyBody>> + Send>>
-        + Send
-        + Sync,
->;
+/// After an accept error (out of file descriptors), wait this long before accepting again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
-/// HTTP/1 read buffer: a little above the 64 KiB header limit, so the gateway (not hyper)
-/// answers oversized header blocks with its own JSON 431 up to this size.
-const H1_MAX_BUF: usize = 128 * 1024;
+/// Accept errors are logged at most once per this interval, with the count of those not
+/// logged: a descriptor shortage fails every accept for as long as it lasts.
+const ACCEPT_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How one listener serves its connections.
+#[derive(Clone)]
+pub struct Serving {
+    /// Timeouts, HTTP/2 settings and the connection cap, shared with the other listeners.
+    pub listeners: Arc<Listeners>,
+    /// `Some` for a `tls.listen` listener.
+    pub tls: Option<Arc<TlsTermination>>,
+    /// Whether connections count against `max-connections` (not the admin listener's).
+    pub capped: bool,
+}
 
 /// Serves `listener` until `stop` turns true, then waits up to `grace` for open connections
 /// to finish their in-flight requests.
 pub async fn serve(
     listener: TcpListener,
+    serving: Serving,
     handler: Handler,
     mut stop: watch::Receiver<bool>,
     grace: Duration,
@@ -48,51 +53,40 @@ pub async fn serve(
         let _ = stop.wait_for(|stopped| *stopped).await.is_ok();
     };
     tokio::pin!(stopped);
-    let mut builder = ConnBuilder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .max_buf_size(H1_MAX_BUF)
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30));
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(H1_MAX_BUF as u32)
-        .max_concurrent_streams(1024);
+    let mut accept_errors = AcceptErrors::default();
     loop {
+        // The place under the cap comes first: over `max-connections`, connections wait in
+        // the kernel's accept queue, not accepted and then closed.
+        let permit = if serving.capped {
+            tokio::select! {
+                permit = serving.listeners.limit().acquire() => Some(permit),
+                _ = &mut stopped => break,
+            }
+        } else {
+            None
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
-                    // Out of file descriptors and the like: back off briefly instead of spinning.
-                    tracing::warn!("accept failed: {error}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    accept_errors.failed(&error);
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
                     continue;
                 }
             },
             _ = &mut stopped => break,
         };
+        accept_errors.succeeded();
         let _ = stream.set_nodelay(true);
-        let connection = ConnectionInfo {
+        tokio::spawn(listen::serve(
+            stream,
             peer,
-            scheme: "http",
-        };
-        let handler = handler.clone();
-        let service = hyper::service::service_fn(move |request| {
-            let response = handler(connection, request);
-            async move { Ok::<_, Infallible>(response.await) }
-        });
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(SendStream::new(stream)), service)
-            .into_owned();
-        // The watcher boxes the connection: an async block that owns a future and awaits it
-        // keeps room for it twice (3.4 KiB instead of 1.7 KiB), for every idle connection.
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(error) = conn.await {
-                tracing::debug!(%peer, "connection ended with an error: {error}");
-            }
-        });
+            serving.tls.clone(),
+            serving.listeners.settings(),
+            handler.clone(),
+            graceful.clone(),
+            permit,
+        ));
     }
     drop(listener);
     if tokio::time::timeout(grace, graceful.shutdown())
@@ -106,20 +100,64 @@ pub async fn serve(
     }
 }
 
-/// Binds every address, failing on the first that cannot be bound.
-pub async fn bind_all(
-    addrs: &[SocketAddr],
-) -> Result<Vec<TcpListener>, (SocketAddr, std::io::Error)> {
+/// Rate-limited logging of accept errors.
+#[derive(Debug, Default)]
+struct AcceptErrors {
+    last_logged: Option<Instant>,
+    not_logged: u64,
+}
+
+impl AcceptErrors {
+    fn failed(&mut self, error: &std::io::Error) {
+        if let Some(not_logged) = self.should_log(Instant::now()) {
+            tracing::warn!(
+                similar_errors_not_logged = not_logged,
+                "accept failed: {error}"
+            );
+        }
+    }
+
+    /// Counts a failure at `now`; `Some(count of failures not logged since the last one)`
+    /// when this one is to be logged.
+    fn should_log(&mut self, now: Instant) -> Option<u64> {
+        match self.last_logged {
+            Some(at) if now.duration_since(at) < ACCEPT_ERROR_LOG_INTERVAL => {
+                self.not_logged += 1;
+                None
+            }
+            _ => {
+                self.last_logged = Some(now);
+                Some(std::mem::take(&mut self.not_logged))
+            }
+        }
+    }
+
+    fn succeeded(&mut self) {
+        if self.not_logged > 0 {
+            tracing::info!(
+                similar_errors_not_logged = self.not_logged,
+                "accepting connections again"
+            );
+            self.not_logged = 0;
+        }
+        self.last_logged = None;
+    }
+}
+
+/// Binds every address with a [`LISTEN_BACKLOG`] accept queue, failing on the first that
+/// cannot be bound. Must run inside a tokio runtime.
+pub fn bind_all(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, (SocketAddr, std::io::Error)> {
     let mut listeners = Vec::with_capacity(addrs.len());
     for addr in addrs {
-        listeners.push(TcpListener::bind(addr).await.map_err(|e| (*addr, e))?);
+        listeners.push(bind(*addr, false).map_err(|e| (*addr, e))?);
     }
     Ok(listeners)
 }
 
-/// Binds every address `copies` times with `SO_REUSEPORT`, in address order, the copies of
-/// one address together. Port 0 is resolved by the first copy; the rest bind to the port it
-/// got. For one thread per worker (`RunningGateway::start_on`).
+/// Binds every address `copies` times with `SO_REUSEPORT` and a [`LISTEN_BACKLOG`] accept
+/// queue each, in address order, the copies of one address together. Port 0 is resolved by
+/// the first copy; the rest bind to the port it got. For one thread per worker
+/// (`RunningGateway::start_on`).
 pub fn bind_reuseport(
     addrs: &[SocketAddr],
     copies: usize,
@@ -128,7 +166,7 @@ pub fn bind_reuseport(
     for addr in addrs {
         let mut bound = *addr;
         for _ in 0..copies {
-            let listener = reuseport_listener(bound).map_err(|e| (*addr, e))?;
+            let listener = bind(bound, true).map_err(|e| (*addr, e))?;
             bound = listener.local_addr().map_err(|e| (*addr, e))?;
             listeners.push(listener);
         }
@@ -136,27 +174,39 @@ pub fn bind_reuseport(
     Ok(listeners)
 }
 
-fn reuseport_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
+fn bind(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    // As tokio's own `bind`: a restart can bind while old connections are in TIME_WAIT.
     socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
-    socket.listen(4096)?;
+    socket.listen(LISTEN_BACKLOG)?;
     TcpListener::from_std(socket.into())
 }
 
-impl<I, S, E, B> Finish for hyper_util::server::conn::auto::UpgradeableConnection<'_, I, S, E>
-where
-    S: hyper::service::HttpService<Incoming, ResBody = B>,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    I: hyper::rt::Read + hyper::rt::Write + Unpin,
-    B: http_body::Body + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    E: hyper_util::server::conn::auto::HttpServerConnExec<S::Future, B>,
-{
-    fn finish(self: Pin<&mut Self>) {
-        self.graceful_shutdown();
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_errors_are_logged_once_per_interval_with_the_count_skipped() {
+        let mut errors = AcceptErrors::default();
+        let t0 = Instant::now();
+        assert_eq!(errors.should_log(t0), Some(0));
+        // Out of descriptors: every 50 ms backoff fails again.
+        for i in 1..100 {
+            assert_eq!(errors.should_log(t0 + ACCEPT_BACKOFF * i), None);
+        }
+        assert_eq!(errors.should_log(t0 + ACCEPT_ERROR_LOG_INTERVAL), Some(99));
+        errors.succeeded();
+        assert_eq!(
+            errors.should_log(t0 + ACCEPT_ERROR_LOG_INTERVAL + ACCEPT_BACKOFF),
+            Some(0),
+            "a new shortage is logged at once"
+        );
     }
 }

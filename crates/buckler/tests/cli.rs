@@ -352,14 +352,14 @@ fn check_and_run_refuse_a_middleware_that_is_not_built_yet() {
     assert!(stderr.lines().any(|l| l == expected), "{stderr}");
 }
 
-/// `check` used to pass `tls` (and etcd domains, built since) that `run` then refused: now both
-/// refuse them the same way, every refusal listed; the etcd domain passes both.
+/// `check` used to pass keys (`tls`, etcd domains, built since) that `run` then refused: now
+/// both refuse a key not built yet the same way, every refusal listed.
 #[test]
-fn check_and_run_agree_on_tls_and_etcd() {
-    let text = "{\n  listen: \"127.0.0.1:0\",\n  tls: { listen: \"127.0.0.1:0\", cert: \"c.pem\", key: \"k.pem\" },\n  domains: [{ \"domain-name\": \"*\", \"upstream-watcher\": \"etcd\",\n    etcd: { endpoints: [\"http://127.0.0.1:2379\"], key: \"/k\" } }],\n}\n";
-    let path = temp_config("unbuilt-tls-etcd", text);
+fn check_and_run_agree_on_a_key_not_built() {
+    let text = "{\n  listen: \"127.0.0.1:0\",\n  domains: [{ \"domain-name\": \"*\",\n    \"circuit-breaker\": {} }],\n}\n";
+    let path = temp_config("unbuilt-key", text);
     let file = path.display().to_string();
-    let expected = format!("{file}:3:3: tls: not supported yet");
+    let expected = format!("{file}:4:5: domains[0].circuit-breaker: not supported yet");
     let out = buckler()
         .args(["check", "--config"])
         .arg(&path)

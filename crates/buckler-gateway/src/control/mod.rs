@@ -21,7 +21,7 @@ mod sources;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -103,6 +103,8 @@ pub struct ReloadOutcome {
     /// Keys that changed but take effect only at the next restart (`listen`, `admin.listen`,
     /// `tls.listen`, `workers`): everything else was applied.
     pub restart_required: Vec<&'static str>,
+    /// Certificate pairs refused (each line names its file); their old pairs stay in use.
+    pub refused: Vec<String>,
 }
 
 impl std::fmt::Display for ReloadOutcome {
@@ -114,6 +116,9 @@ impl std::fmt::Display for ReloadOutcome {
                 "; changed but not applied until restart: {}",
                 self.restart_required.join(", ")
             )?;
+        }
+        if !self.refused.is_empty() {
+            write!(f, "; {}", self.refused.join("; "))?;
         }
         Ok(())
     }
@@ -146,6 +151,19 @@ pub struct Control {
     next_source_id: AtomicU64,
     /// One reload at a time: sources are opened before the state is locked.
     reloading: tokio::sync::Mutex<()>,
+    /// The client listeners' reloadable state (timeouts, connection cap, certificates),
+    /// attached once they are built.
+    listeners: OnceLock<Arc<dyn ClientListeners>>,
+}
+
+/// What a reload changes on the client listeners (`listen/` implements it; a trait so the
+/// control plane does not depend on the listeners).
+pub(crate) trait ClientListeners: std::fmt::Debug + Send + Sync {
+    /// Applies a validated configuration (timeouts, connection cap, certificates, with
+    /// blocking file reads). Returns one line per certificate pair refused.
+    fn apply(&self, config: &Config) -> Vec<String>;
+    /// Appends the listeners' metric samples to a Prometheus text page.
+    fn render_metrics(&self, out: &mut String);
 }
 
 #[derive(Debug)]
@@ -236,6 +254,7 @@ impl Control {
             source_options,
             next_source_id: AtomicU64::new(1),
             reloading: tokio::sync::Mutex::new(()),
+            listeners: OnceLock::new(),
         });
         {
             let mut state = control.lock();
@@ -400,7 +419,18 @@ impl Control {
         )
     }
 
-    fn count_reload(&self, ok: bool) {
+    /// Hands reloads to the client listeners from now on (once; later calls are ignored).
+    pub(crate) fn attach_listeners(&self, listeners: Arc<dyn ClientListeners>) {
+        let _ = self.listeners.set(listeners);
+    }
+
+    /// The client listeners' state, once attached.
+    pub(crate) fn listeners(&self) -> Option<&Arc<dyn ClientListeners>> {
+        self.listeners.get()
+    }
+
+    /// Counts a reload (also certificate reloads caused by file changes).
+    pub(crate) fn count_reload(&self, ok: bool) {
         let counter = if ok {
             &self.reloads_ok
         } else {
@@ -541,7 +571,7 @@ impl Control {
         };
         match &result {
             Ok(outcome) => {
-                self.count_reload(true);
+                self.count_reload(outcome.refused.is_empty());
                 tracing::info!(file = %path.display(), "configuration reloaded: {outcome}");
             }
             Err(error) => {
@@ -589,6 +619,18 @@ impl Control {
         for warning in &config.warnings {
             tracing::warn!("{warning}");
         }
+        // Timeouts, the connection cap and certificates, before the state is locked (blocking
+        // reads of the pairs, on the blocking pool). A refused pair keeps its old one and does
+        // not stop the reload.
+        let refused = match self.listeners.get() {
+            Some(listeners) => {
+                let (listeners, new) = (listeners.clone(), config.clone());
+                tokio::task::spawn_blocking(move || listeners.apply(&new))
+                    .await
+                    .unwrap_or_else(|error| vec![format!("certificates not reloaded: {error}")])
+            }
+            None => Vec::new(),
+        };
         let mut state = self.lock();
         let restart_required = restart_only_changes(&state.config, &config);
         self.admin_token.store(Arc::new(token));
@@ -640,6 +682,7 @@ impl Control {
         Ok(ReloadOutcome {
             summary: format!("{kept} domains kept, {added} added, {removed} removed"),
             restart_required,
+            refused,
         })
     }
 
@@ -918,6 +961,9 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     }
     if old.workers != new.workers {
         changed.push("workers");
+    }
+    if old.tls.as_ref().map(|t| &t.listen) != new.tls.as_ref().map(|t| &t.listen) {
+        changed.push("tls.listen");
     }
     changed
 }
