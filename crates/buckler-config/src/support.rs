@@ -49,6 +49,10 @@ pub const KEYS: &[(&str, bool)] = &[
     ("domains[].kvstores", true),
     ("workers", true),
     ("domains[].etcd", true), // with "upstream-watcher": "etcd" (issue 33)
+    ("domains[].body-idle-timeout", true),
+    ("domains[].circuit-breaker", true),
+    ("domains[].health-check", true),
+    ("domains[].retry", true),
     // Not built yet; each names the issue that builds it.
     ("tls", false),                                                 // issue 30
     ("max-connections", false),                                     // issue 30
@@ -59,10 +63,6 @@ pub const KEYS: &[(&str, bool)] = &[
     ("domains[].connect-timeout", false),                           // issue 30
     ("domains[].upstream-ca", false),                               // issue 30
     ("domains[].upstream-protocol", false),                         // issue 30
-    ("domains[].body-idle-timeout", false),                         // issue 31
-    ("domains[].circuit-breaker", false),                           // issue 31
-    ("domains[].health-check", false),                              // issue 31
-    ("domains[].retry", false),                                     // issue 31
     ("domains[].middleware-chain[].builder=api-key-auth", false),   // issue 32
     ("domains[].middleware-chain[].builder=rate-limit", false),     // issue 32
     ("domains[].middleware-chain[].builder=response-cache", false), // issue 32

@@ -23,6 +23,7 @@ mod outbound;
 mod pipeline;
 mod publish;
 mod request_timer;
+mod resilience;
 mod server;
 mod shutdown;
 mod spec;

@@ -21,6 +21,14 @@ pub const TABLE_GENERATION: &str = "buckler_table_generation";
 /// Gauge: the request-serving threads of the runtime answering (`workers`), as the runtime
 /// itself counts them.
 pub const RUNTIME_WORKERS: &str = "buckler_runtime_workers";
+/// Gauge: an upstream's circuit breaker (0 closed, 1 open, 2 half-open).
+pub const CIRCUIT_BREAKER_STATE: &str = "buckler_circuit_breaker_state";
+/// Gauge: an (upstream, endpoint) circuit breaker that is not closed (1 open, 2 half-open).
+pub const ENDPOINT_CIRCUIT_BREAKER_STATE: &str = "buckler_endpoint_circuit_breaker_state";
+/// Counter: active health checks by result (`pass` / `fail`).
+pub const HEALTH_CHECKS_TOTAL: &str = "buckler_health_checks_total";
+/// Counter: retries by outcome (`sent` / `budget-exhausted`).
+pub const RETRIES_TOTAL: &str = "buckler_retries_total";
 
 /// Log field: the request id.
 pub const LOG_REQUEST_ID: &str = "request_id";
