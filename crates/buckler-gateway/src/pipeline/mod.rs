@@ -89,6 +89,7 @@ fn decide(
     request_id: &HeaderValue,
 ) -> Result<Decided, Failure> {
     checks::check(parts).map_err(|e| (e, None))?;
+    checks::settle_host(parts).map_err(|e| (e, None))?;
     let table = control.table_guard();
     if let Some(local) = route::local_endpoint(parts, &table) {
         let answer = match local {
