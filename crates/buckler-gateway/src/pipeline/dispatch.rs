@@ -63,10 +63,9 @@ impl Prepared {
         match self {
             Prepared::Empty => (empty_body(), None),
             Prepared::Buffered(bytes) => (full_body(bytes.clone()), None),
-            Prepared::Streaming(body, state) => (
-                body.take().unwrap_or_else(empty_body),
-                Some(state.clone()),
-            ),
+            Prepared::Streaming(body, state) => {
+                (body.take().unwrap_or_else(empty_body), Some(state.clone()))
+            }
         }
     }
 }
@@ -140,8 +139,8 @@ impl Forward {
             ..
         } = self;
         // Picked before the body is read: an open circuit answers at once.
-        let (mut index, mut attempt) = resilience::pick(group, selection, &[])?
-            .ok_or(GatewayError::NoHealthyUpstream)?;
+        let (mut index, mut attempt) =
+            resilience::pick(group, selection, &[])?.ok_or(GatewayError::NoHealthyUpstream)?;
         let mut prepared = self.prepare(body).await?;
         let mut in_flight = domain.resilience.budget.start_request();
         let mut tried: smallvec::SmallVec<[usize; 2]> = smallvec::SmallVec::new();

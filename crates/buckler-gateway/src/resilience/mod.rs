@@ -192,12 +192,9 @@ impl Attempt {
 impl Drop for Attempt {
     fn drop(&mut self) {
         if let Some(admitted) = self.admitted.take() {
-            self.breakers.upstream.record(
-                &self.breakers.endpoint,
-                admitted,
-                None,
-                Instant::now(),
-            );
+            self.breakers
+                .upstream
+                .record(&self.breakers.endpoint, admitted, None, Instant::now());
         }
     }
 }
@@ -363,7 +360,11 @@ pub(crate) fn render_metrics(out: &mut String, table: &RuntimeTable) {
         "# HELP {} Endpoint circuit breakers that are not closed: 1 open, 2 half-open.",
         names::ENDPOINT_CIRCUIT_BREAKER_STATE
     );
-    let _ = writeln!(out, "# TYPE {} gauge", names::ENDPOINT_CIRCUIT_BREAKER_STATE);
+    let _ = writeln!(
+        out,
+        "# TYPE {} gauge",
+        names::ENDPOINT_CIRCUIT_BREAKER_STATE
+    );
     for domain in table.domains() {
         let d = label(&domain.settings.domain_name);
         for upstream in &domain.upstreams {
