@@ -78,13 +78,12 @@ pub(super) fn settle_host(parts: &mut Parts) -> Result<(), GatewayError> {
             }
         }
         http::Version::HTTP_11 => match authority {
-            Some(authority) => {
-                if host.is_none_or(|h| h.as_bytes() != authority.as_bytes()) {
-                    if let Ok(value) = header::HeaderValue::from_str(authority) {
-                        parts.headers.insert(header::HOST, value);
-                    }
+            Some(authority) if host.is_none_or(|h| h.as_bytes() != authority.as_bytes()) => {
+                if let Ok(value) = header::HeaderValue::from_str(authority) {
+                    parts.headers.insert(header::HOST, value);
                 }
             }
+            Some(_) => {}
             None if host.is_none() => return invalid("an HTTP/1.1 request needs a Host header"),
             None => {}
         },

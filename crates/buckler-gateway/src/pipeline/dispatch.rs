@@ -190,7 +190,7 @@ impl Forward {
         &self,
         control: &Control,
         index: usize,
-        attempt: Attempt,
+        attempt: Attempt<'_>,
         body: ProxyBody,
         upload: Option<Arc<UploadState>>,
         attempt_started: Instant,

@@ -165,41 +165,50 @@ fn availability(candidate: &Candidate, now: Instant) -> Result<(), (Blocked, Dur
 }
 
 /// One admitted attempt: report its outcome with [`Attempt::record`]. Dropped without a
-/// verdict (the request was cancelled), it gives a half-open trial back at once.
+/// verdict (the request was cancelled), it gives a half-open trial back at once. Borrows the
+/// breakers from the group the request holds: no reference count is touched per request.
 #[derive(Debug)]
-pub(crate) struct Attempt {
-    breakers: CandidateBreakers,
+pub(crate) struct Attempt<'a> {
+    breakers: &'a CandidateBreakers,
     admitted: Option<Admitted>,
+    admitted_at: Instant,
 }
 
-impl Attempt {
+impl Attempt<'_> {
     /// `Some(true)`: a response that is not a 5xx. `Some(false)`: connect error, reset,
     /// timeout, 5xx. `None`: no verdict (the client's fault).
     /// Returns whether it opened the upstream's breaker, or the endpoint's.
     pub(crate) fn record(mut self, success: Option<bool>) -> (bool, bool) {
         match self.admitted.take() {
-            Some(admitted) => self.breakers.upstream.record(
-                &self.breakers.endpoint,
-                admitted,
-                success,
-                Instant::now(),
-            ),
+            Some(admitted) => {
+                // The clock matters only to a failure (when the breaker reopens until).
+                let now = match success {
+                    Some(false) => Instant::now(),
+                    _ => self.admitted_at,
+                };
+                self.breakers
+                    .upstream
+                    .record(&self.breakers.endpoint, admitted, success, now)
+            }
             None => (false, false),
         }
     }
 }
 
-impl Drop for Attempt {
+impl Drop for Attempt<'_> {
     fn drop(&mut self) {
         if let Some(admitted) = self.admitted.take() {
-            self.breakers
-                .upstream
-                .record(&self.breakers.endpoint, admitted, None, Instant::now());
+            self.breakers.upstream.record(
+                &self.breakers.endpoint,
+                admitted,
+                None,
+                self.admitted_at,
+            );
         }
     }
 }
 
-fn admit(candidate: &Candidate, now: Instant) -> Option<Attempt> {
+fn admit(candidate: &Candidate, now: Instant) -> Option<Attempt<'_>> {
     if !candidate.upstream.resilience.is_probe_healthy() {
         return None;
     }
@@ -209,8 +218,9 @@ fn admit(candidate: &Candidate, now: Instant) -> Option<Attempt> {
         .admit(&breakers.endpoint, in_flight(candidate), now)
         .ok()?;
     Some(Attempt {
-        breakers: breakers.clone(),
+        breakers,
         admitted: Some(admitted),
+        admitted_at: now,
     })
 }
 
@@ -220,11 +230,11 @@ fn admit(candidate: &Candidate, now: Instant) -> Option<Attempt> {
 ///
 /// When none can take it: for a first pick (`tried` empty) a `503` with `Retry-After` (the
 /// seconds until the earliest candidate may take requests again); for a retry, `Ok(None)`.
-pub(crate) fn pick(
-    group: &EndpointGroup,
+pub(crate) fn pick<'a>(
+    group: &'a EndpointGroup,
     selection: &Selection,
     tried: &[usize],
-) -> Result<Option<(usize, Attempt)>, GatewayError> {
+) -> Result<Option<(usize, Attempt<'a>)>, GatewayError> {
     let now = Instant::now();
     // The common case: nothing tried yet, every candidate negotiable, the weighted pick
     // available. One pick, one admission, no list.
