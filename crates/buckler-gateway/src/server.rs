@@ -78,12 +78,15 @@ pub async fn serve(
             scheme: "http",
         };
         let handler = handler.clone();
-        let service = hyper::service::service_fn(move |request| {
+        // SPEC §9: a head with both Content-Length and Transfer-Encoding is refused (400).
+        let (stream, framing) = crate::resilience::framing::Watched::new(SendStream::new(stream));
+        let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+            request.extensions_mut().insert(framing.clone());
             let response = handler(connection, request);
             async move { Ok::<_, Infallible>(response.await) }
         });
         let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(SendStream::new(stream)), service)
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();
         // The watcher boxes the connection: an async block that owns a future and awaits it
         // keeps room for it twice (3.4 KiB instead of 1.7 KiB), for every idle connection.

@@ -29,7 +29,14 @@ pub(super) fn check(parts: &Parts) -> Result<(), GatewayError> {
             limit: MAX_HEADER_BYTES,
         });
     }
-    if lengths > 0 && chunked {
+    // hyper drops the Content-Length of such a request before it gets here; the connection
+    // watch saw it go by (resilience::framing).
+    let length_dropped = chunked
+        && parts
+            .extensions
+            .get::<crate::resilience::framing::FramingAlarm>()
+            .is_some_and(|alarm| alarm.raised());
+    if (lengths > 0 && chunked) || length_dropped {
         return Err(GatewayError::MalformedRequest {
             reason: "both Content-Length and Transfer-Encoding are present",
         });

@@ -5,6 +5,7 @@
 //! survive table swaps (the upstream handle, the control plane's domain state) and applies them.
 
 pub(crate) mod bodies;
+pub(crate) mod framing;
 pub(crate) mod health;
 
 use std::fmt::Write;
