@@ -573,3 +573,32 @@ async fn a_chunked_get_body_is_forwarded() {
     let bodies: Vec<Vec<u8>> = upstream.requests().into_iter().map(|r| r.body).collect();
     assert_eq!(bodies, [b"abc".to_vec(), b"abc".to_vec()]);
 }
+
+/// Finding 11: errors hyper answers itself (obs-fold, NUL, oversized heads) get the JSON error
+/// body too, and the connection is still closed.
+#[tokio::test]
+async fn errors_the_http_layer_makes_have_the_json_body() {
+    let upstream = FaultUpstream::start("one", doc("one")).await;
+    let gw = TestGateway::start_ready(&config_text(&[(&upstream.url(), 1)], "")).await;
+    let big = format!(
+        "GET /a HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(140 * 1024)
+    );
+    for (request, status) in [
+        (
+            &b"GET /a HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n"[..],
+            400,
+        ),
+        (b"GET /a HTTP/1.1\r\nHost: x\r\nX-A: a\0b\r\n\r\n", 400),
+        (big.as_bytes(), 431),
+    ] {
+        let reply = raw_exchange(gw.addr, request).await;
+        assert!(reply.starts_with(&format!("HTTP/1.1 {status}")), "{reply}");
+        assert!(reply.contains("content-type: application/json"), "{reply}");
+        let body = &reply[reply.find("\r\n\r\n").unwrap() + 4..];
+        let json: serde_json::Value = serde_json::from_str(body).expect("a JSON body");
+        assert_eq!(json["status"], status);
+        assert!(reply.contains("connection: close"), "{reply}");
+    }
+    assert_eq!(upstream.hits(), 0);
+}
