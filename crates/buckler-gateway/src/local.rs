@@ -283,7 +283,7 @@ pub fn metrics(control: &Control, table: &RuntimeTable) -> Response<ProxyBody> {
             }
         }
     }
-    crate::resilience::render_metrics(&mut out, table);
+    crate::resilience_metrics::render_metrics(&mut out, table);
     let _ = writeln!(
         out,
         "# HELP {} Routing-table generation served.",

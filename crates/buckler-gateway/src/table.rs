@@ -158,7 +158,7 @@ fn build_routes(
                 consumes: endpoint.consumes.clone(),
                 produces: endpoint.produces.clone(),
                 breakers: crate::resilience::CandidateBreakers::resolve(
-                    upstream,
+                    &upstream.resilience,
                     breaker_config,
                     &format!("{} {}", endpoint.method, endpoint.template.canonical()),
                 ),

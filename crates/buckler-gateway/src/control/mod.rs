@@ -848,7 +848,7 @@ impl Control {
         handle: &Arc<UpstreamHandle>,
         settings: &DomainConfig,
     ) -> Option<AbortHandle> {
-        crate::resilience::health::spawn(&self.client, handle, settings.health_check.as_ref())
+        crate::health_check::spawn(&self.client, handle, settings.health_check.as_ref())
     }
 
     /// Drops a drained upstream (if it is still draining: it may have been revived).

@@ -18,6 +18,7 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
+use super::select::{self, Attempt};
 use super::Failure;
 use crate::control::Control;
 use crate::error::GatewayError;
@@ -25,7 +26,6 @@ use crate::headers;
 use crate::outbound::Outbound;
 use crate::request_timer;
 use crate::resilience::bodies::{IdleCut, Upload, UploadFault, UploadState};
-use crate::resilience::{self, Attempt};
 use crate::table::{DomainTable, EndpointGroup};
 use crate::upstream::InFlightGuard;
 
@@ -140,7 +140,7 @@ impl Forward {
         } = self;
         // Picked before the body is read: an open circuit answers at once.
         let (mut index, mut attempt) =
-            resilience::pick(group, selection, &[])?.ok_or(GatewayError::NoHealthyUpstream)?;
+            select::pick(group, selection, &[])?.ok_or(GatewayError::NoHealthyUpstream)?;
         let mut prepared = self.prepare(body).await?;
         let mut in_flight = domain.resilience.budget.start_request();
         let mut tried: smallvec::SmallVec<[usize; 2]> = smallvec::SmallVec::new();
@@ -160,7 +160,7 @@ impl Forward {
             if !is_retryable(&outbound.method, prepared.replay(), failure.kind) {
                 return Err(failure.error);
             }
-            let Some((next, next_attempt)) = resilience::pick(group, selection, &tried)? else {
+            let Some((next, next_attempt)) = select::pick(group, selection, &tried)? else {
                 return Err(failure.error);
             };
             let Some(retry) = in_flight.try_retry() else {

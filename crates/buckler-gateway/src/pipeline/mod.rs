@@ -13,6 +13,7 @@ mod dispatch;
 mod forward;
 mod observe;
 mod route;
+mod select;
 
 use std::future::Future;
 use std::net::SocketAddr;
