@@ -337,26 +337,47 @@ async fn malformed_framing_is_400_and_never_smuggles() {
     assert!(reply.contains("more than one Host"), "{reply}");
     assert_eq!(upstream.request_count(), 0);
 
-    // Content-Length and Transfer-Encoding together: the body is read as chunked (RFC 9112
-    // §6.3), the connection is closed after the response, and the bytes a smuggler hid
-    // behind the length never become a second request.
+    // Content-Length and Transfer-Encoding together (SPEC §9): 400 and the connection closed;
+    // the upstream never sees the request, nor the one a smuggler hid behind the length.
     let reply = raw_exchange(
         gw.addr,
         b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
     )
     .await;
-    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    assert!(
+        reply.contains("both Content-Length and Transfer-Encoding"),
+        "{reply}"
+    );
+    assert!(
+        reply.to_ascii_lowercase().contains("connection: close"),
+        "the connection is closed: {reply}"
+    );
     assert_eq!(
         reply.matches("HTTP/1.1 ").count(),
         1,
         "one response only: {reply}"
     );
-    assert!(reply.contains("\"body_len\":4"), "{reply}");
+    // Either order of the two fields.
+    let reply = raw_exchange(
+        gw.addr,
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n4\r\nabcd\r\n0\r\n\r\n",
+    )
+    .await;
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
     assert_eq!(
         upstream.request_count(),
-        1,
-        "the hidden request never reached the upstream"
+        0,
+        "neither request reached the upstream"
     );
+    // A plain chunked request on a fresh connection is still fine.
+    let reply = raw_exchange(
+        gw.addr,
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n4\r\nabcd\r\n0\r\n\r\n",
+    )
+    .await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.contains("\"body_len\":4"), "{reply}");
 }
 
 #[tokio::test]

@@ -206,6 +206,17 @@ impl TestGateway {
         read(response).await
     }
 
+    /// Sends over HTTP/2 with prior knowledge and returns the response with its body unread
+    /// (for tests of how a body ends).
+    pub async fn http2_response(
+        &self,
+        request: Request<Full<Bytes>>,
+    ) -> Result<http::Response<hyper::body::Incoming>, hyper_util::client::legacy::Error> {
+        tokio::time::timeout(Duration::from_secs(30), self.http2.request(request))
+            .await
+            .expect("gateway answered in time")
+    }
+
     /// Sends over HTTP/2 with prior knowledge (h2c), on the gateway's one HTTP/2 connection.
     pub async fn send_h2(&self, request: Request<Full<Bytes>>) -> Reply {
         let response = tokio::time::timeout(Duration::from_secs(30), self.http2.request(request))

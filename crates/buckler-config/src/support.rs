@@ -55,14 +55,14 @@ pub const KEYS: &[(&str, bool)] = &[
     ("client-idle-timeout", true),
     ("http2-max-concurrent-streams", true),
     ("domains[].tls", true),
+    ("domains[].body-idle-timeout", true),
+    ("domains[].circuit-breaker", true),
+    ("domains[].health-check", true),
+    ("domains[].retry", true),
     // Not built yet; each names the issue that builds it.
-    ("domains[].connect-timeout", false),   // issue 30
-    ("domains[].upstream-ca", false),       // issue 30
+    ("domains[].connect-timeout", false), // issue 30
+    ("domains[].upstream-ca", false), // issue 30
     ("domains[].upstream-protocol", false), // issue 30
-    ("domains[].body-idle-timeout", false), // issue 31
-    ("domains[].circuit-breaker", false),   // issue 31
-    ("domains[].health-check", false),      // issue 31
-    ("domains[].retry", false),             // issue 31
     ("domains[].middleware-chain[].builder=api-key-auth", false), // issue 32
     ("domains[].middleware-chain[].builder=rate-limit", false), // issue 32
     ("domains[].middleware-chain[].builder=response-cache", false), // issue 32

@@ -624,12 +624,8 @@ fn the_gate_refuses_every_key_that_is_not_built_yet() {
         ("workers: \"auto\",", "", "workers", "workers"),
         ("workers: 2,", "", "workers", "workers"),
         ("", "\"connect-timeout\": \"2s\",", "domains[0].connect-timeout", "\"connect-timeout\""),
-        ("", "\"body-idle-timeout\": \"30s\",", "domains[0].body-idle-timeout", "\"body-idle-timeout\""),
         ("", "\"upstream-ca\": \"ca.pem\",", "domains[0].upstream-ca", "\"upstream-ca\""),
         ("", "\"upstream-protocol\": \"auto\",", "domains[0].upstream-protocol", "\"upstream-protocol\""),
-        ("", "\"circuit-breaker\": {},", "domains[0].circuit-breaker", "\"circuit-breaker\""),
-        ("", "\"health-check\": { path: \"/health\" },", "domains[0].health-check", "\"health-check\""),
-        ("", "retry: {},", "domains[0].retry", "retry"),
         (
             "",
             "\"upstream-weighting\": { \"step-count\": 10, guard: {} },",

@@ -21,6 +21,14 @@ pub enum GatewayError {
     NotAcceptable,
     #[error("no upstream is available for this endpoint")]
     NoHealthyUpstream,
+    #[error("no upstream can take the request now ({reason})")]
+    UpstreamsUnavailable {
+        /// `circuit open`, `overloaded` or `failing health checks`.
+        reason: &'static str,
+        retry_after_seconds: u64,
+    },
+    #[error("the request body stalled for {timeout_ms} ms")]
+    RequestBodyTimeout { timeout_ms: u128 },
     #[error("could not connect to the upstream")]
     UpstreamConnect,
     #[error("the upstream closed the connection before answering")]
@@ -70,7 +78,10 @@ impl GatewayError {
             GatewayError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             GatewayError::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
-            GatewayError::NoHealthyUpstream => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::NoHealthyUpstream | GatewayError::UpstreamsUnavailable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            GatewayError::RequestBodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             GatewayError::UpstreamConnect
             | GatewayError::UpstreamReset
             | GatewayError::LambdaFunctionError { .. }
@@ -118,6 +129,13 @@ impl GatewayError {
                 headers.insert(header::RETRY_AFTER, value);
             }
         }
+        if let GatewayError::UpstreamsUnavailable {
+            retry_after_seconds,
+            ..
+        } = &self
+        {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_seconds));
+        }
         if let GatewayError::MissingCredential = &self {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
@@ -155,6 +173,14 @@ mod tests {
             ),
             (GatewayError::NotAcceptable, 406),
             (GatewayError::NoHealthyUpstream, 503),
+            (
+                GatewayError::UpstreamsUnavailable {
+                    reason: "circuit open",
+                    retry_after_seconds: 4,
+                },
+                503,
+            ),
+            (GatewayError::RequestBodyTimeout { timeout_ms: 30 }, 408),
             (GatewayError::UpstreamConnect, 502),
             (GatewayError::UpstreamReset, 502),
             (GatewayError::UpstreamTimeout { timeout_ms: 5 }, 504),
@@ -231,6 +257,17 @@ mod tests {
         }
         .into_response();
         assert_eq!(response.headers()[header::RETRY_AFTER], "3");
+    }
+
+    #[test]
+    fn unavailable_upstreams_carry_retry_after() {
+        let response = GatewayError::UpstreamsUnavailable {
+            reason: "circuit open",
+            retry_after_seconds: 7,
+        }
+        .into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "7");
     }
 
     #[test]

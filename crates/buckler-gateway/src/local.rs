@@ -153,6 +153,9 @@ impl Serialize for UpstreamHealth<'_> {
         map.serialize_entry("effectiveWeight", &upstream.effective_weight())?;
         map.serialize_entry("state", upstream.state().as_str())?;
         map.serialize_entry("inFlight", &upstream.in_flight())?;
+        let now = std::time::Instant::now();
+        map.serialize_entry("breaker", upstream.resilience.breaker_state(now).as_str())?;
+        map.serialize_entry("healthy", &upstream.resilience.is_healthy(now))?;
         map.serialize_entry("endpoints", &docs.as_ref().map_or(0, |d| d.endpoints.len()))?;
         map.serialize_entry("service", &docs.as_ref().map(|d| d.title.as_str()))?;
         map.serialize_entry("version", &docs.as_ref().map(|d| d.version.as_str()))?;
@@ -280,6 +283,7 @@ pub fn metrics(control: &Control, table: &RuntimeTable) -> Response<ProxyBody> {
             }
         }
     }
+    crate::resilience_metrics::render_metrics(&mut out, table);
     let _ = writeln!(
         out,
         "# HELP {} Routing-table generation served.",

@@ -24,6 +24,14 @@ pub const RUNTIME_WORKERS: &str = "buckler_runtime_workers";
 /// Gauge: `notAfter` of the certificate served, in Unix seconds, by `domain` (`*`: default).
 pub const TLS_CERTIFICATE_EXPIRY_TIMESTAMP_SECONDS: &str =
     "buckler_tls_certificate_expiry_timestamp_seconds";
+/// Gauge: an upstream's circuit breaker (0 closed, 1 open, 2 half-open).
+pub const CIRCUIT_BREAKER_STATE: &str = "buckler_circuit_breaker_state";
+/// Gauge: an (upstream, endpoint) circuit breaker that is not closed (1 open, 2 half-open).
+pub const ENDPOINT_CIRCUIT_BREAKER_STATE: &str = "buckler_endpoint_circuit_breaker_state";
+/// Counter: active health checks by result (`pass` / `fail`).
+pub const HEALTH_CHECKS_TOTAL: &str = "buckler_health_checks_total";
+/// Counter: retries by outcome (`sent` / `budget-exhausted`).
+pub const RETRIES_TOTAL: &str = "buckler_retries_total";
 
 /// Log field: the request id.
 pub const LOG_REQUEST_ID: &str = "request_id";

@@ -37,6 +37,8 @@ pub struct DomainTable {
     pub upstreams: Vec<Arc<UpstreamHandle>>,
     /// Responses the gateway made itself for this domain (404, 405, ...).
     pub local_stats: Arc<RequestStats>,
+    /// The retry budget and counts, kept across tables by the control plane.
+    pub(crate) resilience: Arc<crate::resilience::DomainResilience>,
 }
 
 /// The upstreams that serve one (template, method), with their weighted picker.
@@ -56,6 +58,9 @@ pub struct Candidate {
     pub weight: f64,
     pub consumes: Vec<MediaType>,
     pub produces: Vec<MediaType>,
+    /// The upstream's breakers and this endpoint's, resolved when the table is built (never
+    /// looked up by name per request).
+    pub(crate) breakers: crate::resilience::CandidateBreakers,
 }
 
 impl Negotiable for Candidate {
@@ -74,6 +79,7 @@ pub struct DomainInput<'a> {
     pub settings: &'a DomainConfig,
     pub upstreams: Vec<(Arc<UpstreamHandle>, f64)>,
     pub local_stats: Arc<RequestStats>,
+    pub(crate) resilience: Arc<crate::resilience::DomainResilience>,
 }
 
 impl RuntimeTable {
@@ -86,9 +92,10 @@ impl RuntimeTable {
         for input in inputs {
             let table = Arc::new(DomainTable {
                 settings: input.settings.clone(),
-                routes: build_routes(&input.upstreams),
+                routes: build_routes(input.settings, &input.upstreams),
                 upstreams: input.upstreams.into_iter().map(|(u, _)| u).collect(),
                 local_stats: input.local_stats,
+                resilience: input.resilience,
             });
             if table.settings.domain_name == "*" {
                 wildcard = Some(table.clone());
@@ -118,7 +125,11 @@ impl RuntimeTable {
     }
 }
 
-fn build_routes(upstreams: &[(Arc<UpstreamHandle>, f64)]) -> RoutingTable<Arc<EndpointGroup>> {
+fn build_routes(
+    settings: &DomainConfig,
+    upstreams: &[(Arc<UpstreamHandle>, f64)],
+) -> RoutingTable<Arc<EndpointGroup>> {
+    let breaker_config = crate::resilience::breaker_config(&settings.circuit_breaker);
     // Every ramp step runs this over every endpoint of every upstream, so it borrows from the
     // docs instead of copying: the docs are held here for the whole build.
     let routable: Vec<(&Arc<UpstreamHandle>, f64, Arc<UpstreamDocs>)> = upstreams
@@ -146,6 +157,11 @@ fn build_routes(upstreams: &[(Arc<UpstreamHandle>, f64)]) -> RoutingTable<Arc<En
                 weight: *weight,
                 consumes: endpoint.consumes.clone(),
                 produces: endpoint.produces.clone(),
+                breakers: crate::resilience::CandidateBreakers::resolve(
+                    &upstream.resilience,
+                    breaker_config,
+                    &format!("{} {}", endpoint.method, endpoint.template.canonical()),
+                ),
             };
             // One document may declare equivalent templates twice (`/u/{id}`, `/u/{uid}`):
             // the upstream still counts once in the group.

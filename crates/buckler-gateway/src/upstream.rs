@@ -121,6 +121,8 @@ pub struct UpstreamHandle {
     /// The weight of the last published table, as `f64` bits.
     effective_weight: AtomicU64,
     pub stats: RequestStats,
+    /// Resilience state (breakers, health-check verdict), kept here so it survives table swaps.
+    pub(crate) resilience: crate::resilience::UpstreamResilience,
 }
 
 impl UpstreamHandle {
@@ -164,6 +166,7 @@ impl UpstreamHandle {
             target_weight: AtomicU32::new(weight),
             effective_weight: AtomicU64::new(f64::from(weight).to_bits()),
             stats: RequestStats::default(),
+            resilience: crate::resilience::UpstreamResilience::default(),
         }
     }
 

@@ -238,7 +238,11 @@ impl CircuitBreaker {
     pub fn record_success(&self, admission: Admission) {
         match admission {
             Admission::Normal => {
-                if self.state.load(Ordering::Acquire) == CLOSED {
+                // Read before writing: on the common path (no failures) every worker only
+                // reads the line, so successes on many cores do not bounce it between them.
+                if self.failures.load(Ordering::Relaxed) != 0
+                    && self.state.load(Ordering::Acquire) == CLOSED
+                {
                     self.failures.store(0, Ordering::Relaxed);
                 }
             }

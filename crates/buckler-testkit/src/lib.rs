@@ -1,12 +1,14 @@
 //! Test support for Buckler: fake upstreams that serve Swagger documents and answer requests
-//! in ways tests can inspect, a fake Lambda Invoke API, a one-time tracing setup and an eventually-assertion.
+//! in ways tests can inspect, a fault-injecting upstream on raw sockets, a fake Lambda Invoke API, a one-time tracing setup and an eventually-assertion.
 
 mod fake_lambda;
 mod fake_upstream;
+mod fault_upstream;
 mod swagger;
 
 pub use fake_lambda::{FakeLambda, LambdaCall, LambdaReply};
 pub use fake_upstream::{FakeUpstream, FakeUpstreamBuilder, RecordedRequest};
+pub use fault_upstream::{Fault, FaultUpstream, RawRequest};
 pub use swagger::Swagger2Doc;
 
 use std::sync::Once;

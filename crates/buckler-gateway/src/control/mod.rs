@@ -179,6 +179,7 @@ struct DomainState {
     upstreams: Vec<Tracked>,
     local_stats: Arc<RequestStats>,
     source: DomainSource,
+    resilience: Arc<crate::resilience::DomainResilience>,
 }
 
 /// One upstream of a domain with its ramp and background tasks.
@@ -188,11 +189,16 @@ struct Tracked {
     ramp: WeightRamp,
     loader: AbortHandle,
     drainer: Option<AbortHandle>,
+    /// The active health check's probe task, when the domain has one.
+    health: Option<AbortHandle>,
 }
 
 impl Tracked {
     fn stop(&self) {
         self.loader.abort();
+        if let Some(health) = &self.health {
+            health.abort();
+        }
         if let Some(drainer) = &self.drainer {
             drainer.abort();
         }
@@ -383,6 +389,7 @@ impl Control {
                     })
                     .collect(),
                 local_stats: domain.local_stats.clone(),
+                resilience: domain.resilience.clone(),
             })
             .collect();
         let table = RuntimeTable::build(state.config.clone(), state.generation, inputs);
@@ -698,6 +705,7 @@ impl Control {
             upstreams: Vec::new(),
             local_stats: Arc::new(RequestStats::default()),
             source: DomainSource::attach(self, &settings.domain_name, id, &opened),
+            resilience: crate::resilience::DomainResilience::for_settings(None, settings),
         };
         if let Some(first) = &opened.first {
             self.execute(
@@ -742,7 +750,18 @@ impl Control {
             tracked.ramp.reschedule(schedule, now);
         }
         let refresh_changed = domain.settings.docs_refresh != settings.docs_refresh;
+        let health_changed = domain.settings.health_check != settings.health_check;
+        domain.resilience =
+            crate::resilience::DomainResilience::for_settings(Some(&domain.resilience), settings);
         domain.settings = settings.clone();
+        if health_changed {
+            for tracked in &mut domain.upstreams {
+                if let Some(health) = tracked.health.take() {
+                    health.abort();
+                }
+                tracked.health = self.spawn_health_check(&tracked.handle, settings);
+            }
+        }
         if paths_changed || refresh_changed {
             for tracked in &mut domain.upstreams {
                 tracked.loader.abort();
@@ -792,11 +811,13 @@ impl Control {
                     }
                     let handle = Arc::new(UpstreamHandle::new(spec, &domain.settings.domain_name));
                     let loader = self.spawn_loader(&handle, &domain.settings, config);
+                    let health = self.spawn_health_check(&handle, &domain.settings);
                     upstreams.push(Tracked {
                         handle,
                         ramp,
                         loader,
                         drainer: None,
+                        health,
                     });
                 }
                 Step::Keep { index } | Step::StillDraining { index } => {
@@ -864,6 +885,15 @@ impl Control {
         tokio::spawn(docs_loader::run(env, handle.clone())).abort_handle()
     }
 
+    /// The upstream's active health check, when its domain has `health-check`.
+    fn spawn_health_check(
+        &self,
+        handle: &Arc<UpstreamHandle>,
+        settings: &DomainConfig,
+    ) -> Option<AbortHandle> {
+        crate::health_check::spawn(&self.client, handle, settings.health_check.as_ref())
+    }
+
     /// Drops a drained upstream (if it is still draining: it may have been revived).
     fn finish_drain(&self, handle: &Arc<UpstreamHandle>) {
         let mut state = self.lock();
@@ -874,6 +904,9 @@ impl Control {
             }) {
                 let tracked = domain.upstreams.remove(i);
                 tracked.loader.abort();
+                if let Some(health) = &tracked.health {
+                    health.abort();
+                }
                 dropped = true;
             }
         }

@@ -156,11 +156,15 @@ impl Served {
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let activity = Arc::new(Activity::new(self.accepted, true));
+        // SPEC §9: a head with both Content-Length and Transfer-Encoding is refused (400);
+        // hyper hides it, so the connection's bytes are watched on their way in.
+        let (io, framing) = crate::resilience::framing::Watched::new(io);
         let io = TokioIo::new(HeadWatch {
             io,
             activity: activity.clone(),
         });
-        let service = self.service(&activity);
+        let mut service = self.service(&activity);
+        service.framing = Some(framing);
         let conn = self
             .settings
             .h1
@@ -185,6 +189,7 @@ impl Served {
             handler: self.handler.clone(),
             connection: self.connection,
             activity: activity.clone(),
+            framing: None,
         }
     }
 
@@ -217,6 +222,8 @@ struct CountingService {
     handler: Handler,
     connection: ConnectionInfo,
     activity: Arc<Activity>,
+    /// HTTP/1.1 only: raised when the connection sent an ambiguously framed head.
+    framing: Option<crate::resilience::framing::FramingAlarm>,
 }
 
 impl hyper::service::Service<http::Request<Incoming>> for CountingService {
@@ -224,7 +231,10 @@ impl hyper::service::Service<http::Request<Incoming>> for CountingService {
     type Error = std::convert::Infallible;
     type Future = TrackedResponse;
 
-    fn call(&self, request: http::Request<Incoming>) -> TrackedResponse {
+    fn call(&self, mut request: http::Request<Incoming>) -> TrackedResponse {
+        if let Some(framing) = &self.framing {
+            request.extensions_mut().insert(framing.clone());
+        }
         let in_flight = InFlight::start(&self.activity);
         TrackedResponse {
             response: (self.handler)(self.connection, request),

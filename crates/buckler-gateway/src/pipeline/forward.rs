@@ -47,6 +47,7 @@ pub(super) fn outbound(
     let mut outbound_headers = std::mem::take(&mut parts.headers);
     headers::remove_hop_by_hop(&mut outbound_headers);
     outbound_headers.remove(&headers::CLIENT_ADDRESS);
+    join_cookies(&mut outbound_headers);
     headers::append_forwarded_for(&mut outbound_headers, connection.peer.ip());
     outbound_headers.insert(
         &headers::X_FORWARDED_PROTO,
@@ -64,6 +65,23 @@ pub(super) fn outbound(
         method: parts.method.clone(),
         path_and_query,
         headers: outbound_headers,
+    }
+}
+
+/// Several `cookie` fields (HTTP/2 splits them, RFC 9113 §8.2.3) become one, joined with
+/// `; `, as an HTTP/1.1 upstream expects.
+fn join_cookies(headers: &mut http::HeaderMap) {
+    let mut cookies = headers.get_all(header::COOKIE).iter();
+    if cookies.nth(1).is_none() {
+        return;
+    }
+    let joined: Vec<&[u8]> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .map(HeaderValue::as_bytes)
+        .collect();
+    if let Ok(value) = HeaderValue::from_bytes(&joined.join(&b"; "[..])) {
+        headers.insert(header::COOKIE, value);
     }
 }
 
@@ -141,6 +159,15 @@ mod tests {
         let mut parts = test_parts("GET", "/", &[("x-forwarded-proto", "https")]);
         let out = outbound(&mut parts, CONNECTION, &id, None, &config(true));
         assert_eq!(out.headers["x-forwarded-proto"], "https");
+    }
+
+    #[test]
+    fn split_cookies_are_joined() {
+        let mut parts = test_parts("GET", "/", &[("cookie", "a=1"), ("cookie", "b=2")]);
+        let id = HeaderValue::from_static("r");
+        let out = outbound(&mut parts, CONNECTION, &id, None, &config(false));
+        let cookies: Vec<_> = out.headers.get_all("cookie").iter().collect();
+        assert_eq!(cookies, ["a=1; b=2"]);
     }
 
     #[test]

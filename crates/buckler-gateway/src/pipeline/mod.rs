@@ -13,18 +13,18 @@ mod dispatch;
 mod forward;
 mod observe;
 mod route;
+mod select;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use buckler_upstream::{empty_body, BoxError, ProxyBody};
+use buckler_upstream::ProxyBody;
 use http::header::HeaderValue;
 use http::request::Parts;
 use http::{Request, Response};
 use http_body::Body;
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
 use crate::control::Control;
@@ -63,10 +63,7 @@ pub fn handle(
     async move {
         let outcome = match decided {
             Ok(Decided::Answer(response)) => Ok(response),
-            Ok(Decided::Forward(forward)) => {
-                let body = request_body(body, has_body, forward.max_body);
-                forward.dispatch(&control, body, started).await
-            }
+            Ok(Decided::Forward(forward)) => forward.dispatch(&control, body, started).await,
             Err(failure) => Err(failure),
         };
         observed.finish(outcome)
@@ -93,6 +90,7 @@ fn decide(
     request_id: &HeaderValue,
 ) -> Result<Decided, Failure> {
     checks::check(parts).map_err(|e| (e, None))?;
+    checks::settle_host(parts).map_err(|e| (e, None))?;
     let table = control.table_guard();
     if let Some(local) = route::local_endpoint(parts, &table) {
         let answer = match local {
@@ -127,17 +125,6 @@ fn decide(
         has_body,
         max_body,
     }))
-}
-
-/// The client's body as the upstream gets it: bounded by `max-request-body`.
-fn request_body(body: Incoming, has_body: bool, max_body: u64) -> ProxyBody {
-    if has_body {
-        Limited::new(body, usize::try_from(max_body).unwrap_or(usize::MAX))
-            .map_err(|error| -> BoxError { error })
-            .boxed()
-    } else {
-        empty_body()
-    }
 }
 
 /// A request head for the stages' unit tests.

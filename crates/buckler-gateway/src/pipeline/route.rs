@@ -171,6 +171,7 @@ mod tests {
                 settings: &settings,
                 upstreams: vec![(handle, 1.0)],
                 local_stats: Default::default(),
+                resilience: crate::resilience::DomainResilience::for_settings(None, &settings),
             }],
         )
     }
