@@ -223,6 +223,13 @@ async fn serve(config: buckler_config::Config) -> ExitCode {
 }
 
 async fn serve_on(config: buckler_config::Config, more: &[tokio::runtime::Handle]) -> ExitCode {
+    let signals = match Signals::install() {
+        Ok(signals) => signals,
+        Err(error) => {
+            eprintln!("buckler: cannot install signal handlers: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let gateway = match buckler_gateway::RunningGateway::start_on(config, more).await {
         Ok(gateway) => gateway,
         Err(error) => {
@@ -236,39 +243,62 @@ async fn serve_on(config: buckler_config::Config, more: &[tokio::runtime::Handle
     // Machine-readable line for scripts and tests that start buckler on port 0.
     let addrs: Vec<String> = gateway.addrs().iter().map(|a| a.to_string()).collect();
     println!("buckler listening on {}", addrs.join(" "));
-    if let Err(error) = wait_for_stop(gateway.control()).await {
-        eprintln!("buckler: cannot install signal handlers: {error}");
-        return ExitCode::FAILURE;
-    }
+    signals.wait_for_stop(gateway.control()).await;
     tracing::info!("stopping: no new connections, finishing in-flight requests");
     gateway.shutdown().await;
     tracing::info!("stopped");
     ExitCode::SUCCESS
 }
 
-/// Waits for SIGTERM or SIGINT; SIGHUP reloads the configuration file on the way.
+/// The signals the gateway answers, installed before it announces that it listens: a
+/// SIGHUP sent the moment "listening" is printed must reload, not end the process (the
+/// default action of a signal nobody handles yet).
 #[cfg(unix)]
-async fn wait_for_stop(control: &std::sync::Arc<buckler_gateway::Control>) -> std::io::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut hangup = signal(SignalKind::hangup())?;
-    loop {
-        tokio::select! {
-            _ = terminate.recv() => return Ok(()),
-            _ = interrupt.recv() => return Ok(()),
-            _ = hangup.recv() => {
-                tracing::info!("SIGHUP: reloading the configuration file");
-                // Outcome (and every error with its position) is logged by the reload itself.
-                let _ = control.reload().await;
+struct Signals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+#[cfg(unix)]
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+            hangup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// Waits for SIGTERM or SIGINT; SIGHUP reloads the configuration file on the way.
+    async fn wait_for_stop(mut self, control: &std::sync::Arc<buckler_gateway::Control>) {
+        loop {
+            tokio::select! {
+                _ = self.terminate.recv() => return,
+                _ = self.interrupt.recv() => return,
+                _ = self.hangup.recv() => {
+                    tracing::info!("SIGHUP: reloading the configuration file");
+                    // Outcome (and every error with its position) is logged by the reload.
+                    let _ = control.reload().await;
+                }
             }
         }
     }
 }
 
 #[cfg(not(unix))]
-async fn wait_for_stop(_control: &std::sync::Arc<buckler_gateway::Control>) -> std::io::Result<()> {
-    tokio::signal::ctrl_c().await
+struct Signals;
+
+#[cfg(not(unix))]
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        Ok(Signals)
+    }
+
+    async fn wait_for_stop(self, _control: &std::sync::Arc<buckler_gateway::Control>) {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// Opts this process out of transparent huge pages. mimalloc's arenas are large aligned
