@@ -47,6 +47,13 @@ pub const KEYS: &[(&str, bool)] = &[
     ("domains[].listeners", true),
     ("domains[].listener-config", true),
     ("domains[].kvstores", true),
+    ("domains[].middleware-chain[].builder=api-key-auth", true),
+    ("domains[].middleware-chain[].builder=rate-limit", true),
+    ("domains[].middleware-chain[].builder=response-cache", true),
+    ("domains[].listeners[].builder=access-log", true),
+    ("domains[].log", true),
+    ("domains[].kvstores.*.type=memory", true),
+    ("domains[].kvstores.*.type=redis", true),
     ("workers", true),
     ("domains[].etcd", true), // with "upstream-watcher": "etcd" (issue 33)
     ("tls", true),
@@ -63,13 +70,6 @@ pub const KEYS: &[(&str, bool)] = &[
     ("domains[].connect-timeout", false), // issue 30
     ("domains[].upstream-ca", false), // issue 30
     ("domains[].upstream-protocol", false), // issue 30
-    ("domains[].middleware-chain[].builder=api-key-auth", false), // issue 32
-    ("domains[].middleware-chain[].builder=rate-limit", false), // issue 32
-    ("domains[].middleware-chain[].builder=response-cache", false), // issue 32
-    ("domains[].listeners[].builder=access-log", false), // issue 32
-    ("domains[].log", false),               // issue 32 (with access-log)
-    ("domains[].kvstores.*.type=memory", false), // issue 32
-    ("domains[].kvstores.*.type=redis", false), // issue 32
     ("domains[].upstream-weighting.guard", false), // SPEC §14, the ramp guard
 ];
 

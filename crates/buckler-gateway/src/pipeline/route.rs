@@ -172,6 +172,7 @@ mod tests {
                 upstreams: vec![(handle, 1.0)],
                 local_stats: Default::default(),
                 resilience: crate::resilience::DomainResilience::for_settings(None, &settings),
+                middleware: Arc::new(crate::middleware::DomainMiddleware::empty("api.test")),
             }],
         )
     }
