@@ -74,6 +74,29 @@ fn check_accepts_a_valid_config() {
 }
 
 #[test]
+fn check_warns_about_a_bypass_header_without_values() {
+    let path = temp_config(
+        "bypass",
+        r#"{ listen: "127.0.0.1:0", domains: [{ "domain-name": "*", upstreams: [],
+            "middleware-chain": [{ id: "limit", builder: "rate-limit" }],
+            middleware: { limit: { "calls-per": 1, "per-seconds": 1, "bypass-header": "X-Internal" } } }] }"#,
+    );
+    let out = buckler()
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("domains[0].middleware.limit.bypass-header: without bypass-values"),
+        "{stderr}"
+    );
+    assert_eq!(stdout.trim(), "ok");
+}
+
+#[test]
 fn check_lists_every_problem_with_its_position() {
     let text = "{\n  listen: \"127.0.0.1:0\",\n  bogus: 1,\n  domains: [{\n    \"domain-name\": \"*\",\n    \"request-timeout\": 5,\n    upstreams: [{ serviceType: \"swagger9\", serviceLocation: \"http://h/\", weight: -1 }],\n  }],\n}\n";
     let path = temp_config("invalid", text);

@@ -69,7 +69,7 @@ pub(crate) enum CacheStep {
     /// Answered from the store.
     Answer(Response<ProxyBody>),
     /// Forward, then run [`CacheAfter::finish`] on the outcome.
-    Forward(CacheAfter),
+    Forward(Box<CacheAfter>),
 }
 
 /// The response side of one request.
@@ -154,10 +154,10 @@ impl ResponseCache {
     pub(crate) async fn lookup(self: &Arc<Self>, outbound: &Outbound, wait: Duration) -> CacheStep {
         let method = &outbound.method;
         let forward = |mode| {
-            CacheStep::Forward(CacheAfter {
+            CacheStep::Forward(Box::new(CacheAfter {
                 cache: self.clone(),
                 mode,
-            })
+            }))
         };
         if *method != Method::GET && *method != Method::HEAD {
             return if method.is_safe() {

@@ -315,13 +315,8 @@ fn build_one(
             bypass_values,
             kvstore,
         } => {
-            if bypass_header.is_some() && bypass_values.is_none() {
-                tracing::warn!(
-                    domain,
-                    middleware = %spec.id,
-                    "rate-limit: `bypass-header` without `bypass-values`: any value of the header skips the limit"
-                );
-            }
+            // A bypass header without values is a configuration warning (`config.warnings`),
+            // printed by `buckler check` and logged at load and reload.
             Middleware::RateLimit(Arc::new(
                 RateLimit::build(
                     domain,
@@ -417,7 +412,7 @@ impl Chain {
                             true
                         }
                         CacheStep::Forward(after) => {
-                            run.after.push(after);
+                            run.after.push(*after);
                             false
                         }
                     }
