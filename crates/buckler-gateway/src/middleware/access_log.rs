@@ -21,6 +21,7 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use serde_json::{json, Map, Value};
 
+use super::TraceId;
 use crate::upstream::UpstreamHandle;
 
 /// Lines waiting for the writer before new ones are dropped.
@@ -207,7 +208,7 @@ impl Listeners {
         path: &str,
         headers: &HeaderMap,
         client_address: &str,
-        trace_id: String,
+        trace_id: TraceId,
     ) -> Option<Box<AccessStart>> {
         let logs = self.0.clone()?;
         let first = &logs[0];
@@ -228,7 +229,7 @@ impl Listeners {
             method: method.to_string(),
             path: path.to_owned(),
             client_address: client_address.to_owned(),
-            trace_id,
+            trace_id: trace_id.as_str().to_owned(),
             request_headers,
             template: None,
             middleware_ms: Vec::new(),

@@ -490,3 +490,125 @@ impl Body for TeeBody {
         self.inner.size_hint()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use buckler_kv::MemoryStore;
+    use http::uri::PathAndQuery;
+
+    fn cache(max_object_bytes: u64) -> Arc<ResponseCache> {
+        Arc::new(ResponseCache::build(
+            "d",
+            Arc::from("c"),
+            Duration::from_secs(1),
+            max_object_bytes,
+            Store::Memory(MemoryStore::new(1 << 20)),
+            Arc::default(),
+        ))
+    }
+
+    fn get(path: &'static str) -> Outbound {
+        let mut headers = HeaderMap::new();
+        headers.insert(HOST, HeaderValue::from_static("api.test:8080"));
+        Outbound {
+            method: Method::GET,
+            path_and_query: PathAndQuery::from_static(path),
+            headers,
+        }
+    }
+
+    fn upstream(body: &'static str, cache_control: &'static str) -> Response<ProxyBody> {
+        let mut response = Response::new(full_body(body));
+        response
+            .headers_mut()
+            .insert("cache-control", HeaderValue::from_static(cache_control));
+        response
+    }
+
+    async fn forward_and_read(
+        cache: &Arc<ResponseCache>,
+        outbound: &Outbound,
+        response: Response<ProxyBody>,
+    ) -> (String, Bytes) {
+        let CacheStep::Forward(after) = cache.lookup(outbound, Duration::from_secs(1)).await else {
+            panic!("expected a miss")
+        };
+        let response: Response<ProxyBody> = after.finish::<()>(Ok(response)).unwrap();
+        let x_cache = response.headers()[&X_CACHE].to_str().unwrap().to_owned();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (x_cache, body)
+    }
+
+    async fn hit(cache: &Arc<ResponseCache>, outbound: &Outbound) -> Option<Response<ProxyBody>> {
+        // The entry is written by a spawned task once the body has been read.
+        for _ in 0..100 {
+            match cache.lookup(outbound, Duration::from_secs(1)).await {
+                CacheStep::Answer(response) => return Some(response),
+                CacheStep::Forward(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        }
+        None
+    }
+
+    #[tokio::test]
+    async fn a_storable_miss_is_copied_while_it_streams_then_hits() {
+        let cache = cache(1024);
+        let outbound = get("/x?a=1");
+        let (x_cache, body) =
+            forward_and_read(&cache, &outbound, upstream("hello", "max-age=60")).await;
+        assert_eq!((x_cache.as_str(), &body[..]), ("miss", &b"hello"[..]));
+        let response = hit(&cache, &outbound).await.expect("stored");
+        assert_eq!(response.headers()[&X_CACHE], "hit");
+        assert_eq!(response.headers()[AGE], "0");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"hello");
+        // The port is not part of the key.
+        let mut other_port = get("/x?a=1");
+        other_port
+            .headers
+            .insert(HOST, HeaderValue::from_static("API.test"));
+        assert!(matches!(
+            cache.lookup(&other_port, Duration::from_secs(1)).await,
+            CacheStep::Answer(_)
+        ));
+        assert_eq!(cache.stats.get(Outcome::CacheHit), 2);
+    }
+
+    #[tokio::test]
+    async fn bodies_over_the_bound_stream_whole_and_are_not_stored() {
+        let cache = cache(3);
+        let outbound = get("/big");
+        let (x_cache, body) =
+            forward_and_read(&cache, &outbound, upstream("hello", "max-age=60")).await;
+        assert_eq!((x_cache.as_str(), &body[..]), ("miss", &b"hello"[..]));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(matches!(
+            cache.lookup(&outbound, Duration::from_secs(1)).await,
+            CacheStep::Forward(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn unstorable_responses_are_marked_and_not_stored() {
+        let cache = cache(1024);
+        let outbound = get("/private");
+        let (x_cache, _) =
+            forward_and_read(&cache, &outbound, upstream("p", "private, max-age=60")).await;
+        assert_eq!(x_cache, "uncacheable");
+        assert_eq!(cache.stats.get(Outcome::CacheUncacheable), 1);
+    }
+
+    #[tokio::test]
+    async fn a_dropped_miss_releases_the_requests_waiting_for_it() {
+        let cache = cache(1024);
+        let outbound = get("/x");
+        let CacheStep::Forward(after) = cache.lookup(&outbound, Duration::from_secs(1)).await
+        else {
+            panic!()
+        };
+        assert_eq!(cache.coalescer.in_flight(), 1);
+        drop(after);
+        assert_eq!(cache.coalescer.in_flight(), 0);
+    }
+}

@@ -34,7 +34,7 @@ use crate::error::GatewayError;
 use crate::outbound::Outbound;
 
 pub(crate) use access_log::{AccessLog, AccessStart, Listeners, UpstreamUsed};
-pub(crate) use trace::traceparent;
+pub(crate) use trace::{traceparent, TraceId};
 
 use apikey::ApiKeyAuth;
 use cache::{CacheAfter, CacheStep, ResponseCache};
@@ -428,9 +428,15 @@ impl Chain {
 }
 
 impl ChainRun {
-    /// The answer of the entry that stopped the chain: the upstream is not asked.
+    /// The answer of the entry that stopped the chain: the upstream is not asked. The
+    /// response side of the entries before it is dropped with it (a cache must neither store
+    /// a 429 nor put a stale entry in its place; a coalescing leader lets its followers go).
     pub(crate) fn take_answer(&mut self) -> Option<Result<Response<ProxyBody>, GatewayError>> {
-        self.answer.take()
+        let answer = self.answer.take();
+        if answer.is_some() {
+            self.after.clear();
+        }
+        answer
     }
 
     /// Runs the response side, last entry first: stores or serves stale (the cache).

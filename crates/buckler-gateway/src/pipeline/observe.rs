@@ -12,7 +12,7 @@ use http::{HeaderMap, Method, Response};
 
 use super::Failure;
 use crate::headers;
-use crate::middleware::{AccessStart, ChainRun, Listeners};
+use crate::middleware::{AccessStart, ChainRun, Listeners, TraceId};
 use crate::table::EndpointGroup;
 
 /// What the observe stage keeps from the request while it is handled.
@@ -47,7 +47,7 @@ impl Observed {
         listeners: &Listeners,
         parts: &Parts,
         client_address: &str,
-        trace_id: String,
+        trace_id: TraceId,
     ) {
         let path = parts
             .uri
