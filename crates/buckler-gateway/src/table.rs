@@ -86,7 +86,26 @@ pub struct DomainInput<'a> {
     pub upstreams: Vec<(Arc<UpstreamHandle>, f64)>,
     pub local_stats: Arc<RequestStats>,
     pub(crate) resilience: Arc<crate::resilience::DomainResilience>,
+    /// The domain's middleware and listeners (none with [`DomainInput::new`]).
     pub(crate) middleware: Arc<DomainMiddleware>,
+}
+
+impl<'a> DomainInput<'a> {
+    /// A domain without middleware or listeners and with fresh resilience state (benchmarks,
+    /// tests); the control plane passes the ones it keeps across tables.
+    pub fn new(
+        settings: &'a DomainConfig,
+        upstreams: Vec<(Arc<UpstreamHandle>, f64)>,
+        local_stats: Arc<RequestStats>,
+    ) -> Self {
+        DomainInput {
+            settings,
+            upstreams,
+            local_stats,
+            resilience: crate::resilience::DomainResilience::for_settings(None, settings),
+            middleware: Arc::new(DomainMiddleware::empty(&settings.domain_name)),
+        }
+    }
 }
 
 impl RuntimeTable {

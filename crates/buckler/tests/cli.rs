@@ -351,11 +351,12 @@ async fn sighup_reloads_and_a_broken_file_changes_nothing() {
 /// `check` and `run` refuse a key that is not built yet with the same line
 /// (`FILE:LINE:COL: key: not supported yet`), `check` with exit 1, and `run` before binding.
 #[test]
-fn check_and_run_refuse_a_middleware_that_is_not_built_yet() {
-    let text = "{\n  listen: \"127.0.0.1:0\",\n  domains: [{ \"domain-name\": \"*\",\n    \"middleware-chain\": [{ id: \"auth\", builder: \"api-key-auth\" }],\n    middleware: { auth: { allowed: [\"k1\"] } },\n  }],\n}\n";
-    let path = temp_config("unbuilt-middleware", text);
+fn check_and_run_refuse_a_key_that_is_not_built_yet() {
+    // The ramp guard (SPEC §14) stands for any key not built yet.
+    let text = "{\n  listen: \"127.0.0.1:0\",\n  domains: [{ \"domain-name\": \"*\",\n    \"upstream-weighting\": { guard: {} },\n  }],\n}\n";
+    let path = temp_config("unbuilt-key", text);
     let expected = format!(
-        "{}:4:49: domains[0].middleware-chain[0].builder: not supported yet",
+        "{}:4:29: domains[0].upstream-weighting.guard: not supported yet",
         path.display()
     );
     let out = buckler()
@@ -514,11 +515,7 @@ async fn a_reload_refuses_a_key_that_is_not_built_yet() {
         assert!(std::time::Instant::now() < deadline, "never served");
         std::thread::sleep(Duration::from_millis(50));
     }
-    std::fs::write(
-        &path,
-        config(r#""middleware-chain": [{ id: "auth", builder: "api-key-auth" }], middleware: { auth: { allowed: ["k1"] } },"#),
-    )
-    .unwrap();
+    std::fs::write(&path, config(r#""upstream-weighting": { guard: {} },"#)).unwrap();
     let pid = child.id().to_string();
     assert!(Command::new("kill")
         .args(["-HUP", &pid])

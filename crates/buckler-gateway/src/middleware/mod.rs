@@ -108,7 +108,6 @@ pub(crate) struct DomainMiddleware {
 
 impl DomainMiddleware {
     /// An empty set (no middleware, no listeners).
-    #[cfg(test)]
     pub(crate) fn empty(domain: &str) -> DomainMiddleware {
         DomainMiddleware {
             domain: domain.to_owned(),
