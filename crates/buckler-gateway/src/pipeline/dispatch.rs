@@ -339,11 +339,13 @@ impl Forward {
             parts.headers.remove(header::CONTENT_LENGTH);
         }
         headers::remove_hop_by_hop(&mut parts.headers);
-        // Which upstream answered, for the access log.
-        parts.extensions.insert(UpstreamUsed {
-            upstream: upstream.clone(),
-            elapsed: attempt_started.elapsed(),
-        });
+        // Which upstream answered, for the access log (only read when there is one).
+        if !self.group.listeners.is_empty() {
+            parts.extensions.insert(UpstreamUsed {
+                upstream: upstream.clone(),
+                elapsed: attempt_started.elapsed(),
+            });
+        }
         let body = GuardedBody {
             inner: incoming,
             _guard: guard,
