@@ -183,7 +183,7 @@ async fn a_reload_keeps_the_limit_state() {
     assert_eq!(gw.get("/echo").await.status, StatusCode::OK);
     assert_eq!(gw.get("/echo").await.status, StatusCode::OK);
     write(6);
-    gw.gateway.control().reload().expect("reload applies");
+    gw.gateway.control().reload().await.expect("reload applies");
     assert_eq!(
         gw.get("/echo").await.status,
         StatusCode::TOO_MANY_REQUESTS,

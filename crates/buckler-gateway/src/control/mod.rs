@@ -673,9 +673,7 @@ impl Control {
         state.config = config.clone();
         let mut old: Vec<DomainState> = std::mem::take(&mut state.domains);
         let mut kept = 0;
-        for ((settings, opened), middleware) in
-            config.domains.iter().zip(opened).zip(middleware)
-        {
+        for ((settings, opened), middleware) in config.domains.iter().zip(opened).zip(middleware) {
             let existing = old
                 .iter()
                 .position(|d| d.settings.domain_name == settings.domain_name);
