@@ -623,9 +623,24 @@ fn the_gate_refuses_every_key_that_is_not_built_yet() {
     let cases: &[(&str, &str, &str, &str)] = &[
         ("workers: \"auto\",", "", "workers", "workers"),
         ("workers: 2,", "", "workers", "workers"),
-        ("", "\"connect-timeout\": \"2s\",", "domains[0].connect-timeout", "\"connect-timeout\""),
-        ("", "\"upstream-ca\": \"ca.pem\",", "domains[0].upstream-ca", "\"upstream-ca\""),
-        ("", "\"upstream-protocol\": \"auto\",", "domains[0].upstream-protocol", "\"upstream-protocol\""),
+        (
+            "",
+            "\"connect-timeout\": \"2s\",",
+            "domains[0].connect-timeout",
+            "\"connect-timeout\"",
+        ),
+        (
+            "",
+            "\"upstream-ca\": \"ca.pem\",",
+            "domains[0].upstream-ca",
+            "\"upstream-ca\"",
+        ),
+        (
+            "",
+            "\"upstream-protocol\": \"auto\",",
+            "domains[0].upstream-protocol",
+            "\"upstream-protocol\"",
+        ),
         (
             "",
             "\"upstream-weighting\": { \"step-count\": 10, guard: {} },",
