@@ -54,6 +54,8 @@ fn publish(c: &mut Criterion) {
                     method: http::Method::GET,
                     consumes: Vec::new(),
                     produces: Vec::new(),
+                    disabled_middleware: Vec::new(),
+                    disabled_listeners: Vec::new(),
                 })
                 .collect();
             handle.set_docs(Arc::new(UpstreamDocs {
@@ -71,15 +73,15 @@ fn publish(c: &mut Criterion) {
     c.bench_function("publish_table/1000_upstreams_1000_templates", |b| {
         b.iter(|| {
             generation += 1;
-            let inputs = vec![DomainInput {
-                settings: &config.domains[0],
-                upstreams: handles
+            let inputs = vec![DomainInput::new(
+                &config.domains[0],
+                handles
                     .iter()
                     .enumerate()
                     .map(|(i, h)| (h.clone(), 1.0 + ((i as u64 + generation) % 7) as f64 * 0.5))
                     .collect(),
-                local_stats: Arc::clone(&stats),
-            }];
+                Arc::clone(&stats),
+            )];
             store.store(Arc::new(RuntimeTable::build(
                 config.clone(),
                 generation,

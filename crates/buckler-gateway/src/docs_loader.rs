@@ -159,6 +159,8 @@ pub fn routable(model: &openapiv3::OpenAPI, digest: DocsDigest) -> Result<Upstre
             method: endpoint.method,
             consumes: media(&endpoint.consumes),
             produces: media(&endpoint.produces),
+            disabled_middleware: endpoint.disabled_middleware,
+            disabled_listeners: endpoint.disabled_listeners,
         });
     }
     Ok(UpstreamDocs {

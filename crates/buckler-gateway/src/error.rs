@@ -66,6 +66,14 @@ pub enum GatewayError {
     /// The domain's source (etcd, the upstreams file) cannot be reached or written.
     #[error("{message}")]
     AdminUnavailable { message: String },
+    #[error("an API key is required in header {header}")]
+    ApiKeyMissing { header: String },
+    #[error("the API key is not allowed")]
+    ApiKeyWrong,
+    #[error("too many requests")]
+    RateLimited { retry_after_seconds: u64 },
+    #[error("middleware {id} did not decide in time")]
+    MiddlewareUnavailable { id: String },
 }
 
 impl GatewayError {
@@ -99,6 +107,10 @@ impl GatewayError {
             GatewayError::AdminNotFound { .. } => StatusCode::NOT_FOUND,
             GatewayError::AdminConflict { .. } => StatusCode::CONFLICT,
             GatewayError::AdminUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::ApiKeyMissing { .. } => StatusCode::UNAUTHORIZED,
+            GatewayError::ApiKeyWrong => StatusCode::FORBIDDEN,
+            GatewayError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            GatewayError::MiddlewareUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -132,6 +144,17 @@ impl GatewayError {
         if let GatewayError::UpstreamsUnavailable {
             retry_after_seconds,
             ..
+        } = &self
+        {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_seconds));
+        }
+        if let GatewayError::ApiKeyMissing { header } = &self {
+            if let Ok(value) = HeaderValue::from_str(&format!("ApiKey header=\"{header}\"")) {
+                headers.insert(header::WWW_AUTHENTICATE, value);
+            }
+        }
+        if let GatewayError::RateLimited {
+            retry_after_seconds,
         } = &self
         {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_seconds));
@@ -238,6 +261,23 @@ mod tests {
                 },
                 503,
             ),
+            (
+                GatewayError::ApiKeyMissing {
+                    header: "x-api-key".into(),
+                },
+                401,
+            ),
+            (GatewayError::ApiKeyWrong, 403),
+            (
+                GatewayError::RateLimited {
+                    retry_after_seconds: 2,
+                },
+                429,
+            ),
+            (
+                GatewayError::MiddlewareUnavailable { id: "auth".into() },
+                503,
+            ),
         ];
         for (error, status) in cases {
             let message = error.to_string();
@@ -248,6 +288,23 @@ mod tests {
             assert_eq!(body["status"], status);
             assert_eq!(body["error"], message);
         }
+    }
+
+    #[test]
+    fn api_key_and_rate_limit_answers_carry_their_headers() {
+        let missing = GatewayError::ApiKeyMissing {
+            header: "x-api-key".into(),
+        }
+        .into_response();
+        assert_eq!(
+            missing.headers()[header::WWW_AUTHENTICATE],
+            "ApiKey header=\"x-api-key\""
+        );
+        let limited = GatewayError::RateLimited {
+            retry_after_seconds: 7,
+        }
+        .into_response();
+        assert_eq!(limited.headers()[header::RETRY_AFTER], "7");
     }
 
     #[test]

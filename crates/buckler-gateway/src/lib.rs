@@ -2,7 +2,7 @@
 //! local endpoints, loads upstream docs and publishes the runtime table.
 //!
 //! ```text
-//! client ─▶ server ─▶ pipeline: checks → local → domain → route → negotiate → pick → dispatch ─▶ upstream
+//! client ─▶ server ─▶ pipeline: checks → local → domain → route → negotiate → middleware → pick → dispatch ─▶ upstream
 //!                        ▲ Arc<RuntimeTable> (ArcSwap)
 //!                     control ◀── docs loaders, ramp driver, drainers, source watches (static, file, etcd)
 //! admin ─▶ admin API ────┘  (and SIGHUP, through RunningGateway::control().reload())

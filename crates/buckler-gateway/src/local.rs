@@ -90,13 +90,9 @@ impl Serialize for DomainHealth<'_> {
         map.serialize_entry("ready", &domain.upstreams.iter().all(|u| u.has_served()))?;
         map.serialize_entry("endpoints", &domain.routes.len())?;
         map.serialize_entry("upstreams", &UpstreamListing(&domain.upstreams))?;
-        let middleware: Vec<&str> = settings
-            .middleware_chain
-            .iter()
-            .map(|m| m.id.as_str())
-            .collect();
+        // The chain and listeners in force (chain order), as built from the configuration.
+        let (middleware, listeners) = domain.middleware.describe();
         map.serialize_entry("middleware", &middleware)?;
-        let listeners: Vec<&str> = settings.listeners.iter().map(|l| l.id.as_str()).collect();
         map.serialize_entry("listeners", &listeners)?;
         if let Some(source) = self.1 {
             map.serialize_entry("source", &SourceHealth(source))?;
@@ -284,6 +280,10 @@ pub fn metrics(control: &Control, table: &RuntimeTable) -> Response<ProxyBody> {
         }
     }
     crate::resilience_metrics::render_metrics(&mut out, table);
+    crate::middleware::render_help(&mut out);
+    for domain in table.domains() {
+        domain.middleware.render_metrics(&mut out);
+    }
     let _ = writeln!(
         out,
         "# HELP {} Routing-table generation served.",

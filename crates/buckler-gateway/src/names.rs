@@ -35,3 +35,12 @@ pub const RETRIES_TOTAL: &str = "buckler_retries_total";
 
 /// Log field: the request id.
 pub const LOG_REQUEST_ID: &str = "request_id";
+/// Counter: middleware decisions by domain, middleware id and outcome (`allowed`, `denied`,
+/// `limited`, `bypassed`, `store-error`, `hit`, `miss`, `stale`, `uncacheable`).
+pub const MIDDLEWARE_OUTCOMES_TOTAL: &str = "buckler_middleware_outcomes_total";
+/// Counter: requests on which a middleware's own work outlasted its `sla`, by domain and id.
+pub const MIDDLEWARE_SLA_EXCEEDED_TOTAL: &str = "buckler_middleware_sla_exceeded_total";
+/// Counter: rate-limit decisions the store failed to make (the request was allowed).
+pub const RATELIMIT_STORE_ERRORS_TOTAL: &str = "buckler_ratelimit_store_errors_total";
+/// Counter: access-log lines dropped because the writer fell behind, by domain and listener.
+pub const ACCESS_LOG_DROPPED_TOTAL: &str = "buckler_access_log_dropped_total";

@@ -10,7 +10,7 @@ use buckler_config::{Config, DomainConfig};
 use buckler_route::{MediaType, Negotiable, PathTemplate, RoutingTable, RoutingTableBuilder};
 
 use crate::metrics::RequestStats;
-use crate::middleware::Chain;
+use crate::middleware::{Chain, DomainMiddleware, Listeners};
 use crate::upstream::{UpstreamDocs, UpstreamHandle, UpstreamState};
 
 /// The whole gateway's routing state at one instant.
@@ -39,6 +39,8 @@ pub struct DomainTable {
     pub local_stats: Arc<RequestStats>,
     /// The retry budget and counts, kept across tables by the control plane.
     pub(crate) resilience: Arc<crate::resilience::DomainResilience>,
+    /// The domain's middleware, stores and listeners, built once per configuration.
+    pub(crate) middleware: Arc<DomainMiddleware>,
 }
 
 /// The upstreams that serve one (template, method), with their weighted picker.
@@ -48,6 +50,10 @@ pub struct EndpointGroup {
     pub picker: WeightedPicker,
     /// The middleware its requests run through, compiled when the table is built.
     pub(crate) middleware: Chain,
+    /// The listeners its requests report to (the domain's, minus `x-disabled-listeners`).
+    pub(crate) listeners: Listeners,
+    /// The template as the first candidate's document wrote it (for access logs).
+    pub(crate) template: Arc<str>,
 }
 
 /// One upstream inside an endpoint group, with the media types it declared there.
@@ -80,6 +86,26 @@ pub struct DomainInput<'a> {
     pub upstreams: Vec<(Arc<UpstreamHandle>, f64)>,
     pub local_stats: Arc<RequestStats>,
     pub(crate) resilience: Arc<crate::resilience::DomainResilience>,
+    /// The domain's middleware and listeners (none with [`DomainInput::new`]).
+    pub(crate) middleware: Arc<DomainMiddleware>,
+}
+
+impl<'a> DomainInput<'a> {
+    /// A domain without middleware or listeners and with fresh resilience state (benchmarks,
+    /// tests); the control plane passes the ones it keeps across tables.
+    pub fn new(
+        settings: &'a DomainConfig,
+        upstreams: Vec<(Arc<UpstreamHandle>, f64)>,
+        local_stats: Arc<RequestStats>,
+    ) -> Self {
+        DomainInput {
+            settings,
+            upstreams,
+            local_stats,
+            resilience: crate::resilience::DomainResilience::for_settings(None, settings),
+            middleware: Arc::new(DomainMiddleware::empty(&settings.domain_name)),
+        }
+    }
 }
 
 impl RuntimeTable {
@@ -92,10 +118,11 @@ impl RuntimeTable {
         for input in inputs {
             let table = Arc::new(DomainTable {
                 settings: input.settings.clone(),
-                routes: build_routes(input.settings, &input.upstreams),
+                routes: build_routes(input.settings, &input.upstreams, &input.middleware),
                 upstreams: input.upstreams.into_iter().map(|(u, _)| u).collect(),
                 local_stats: input.local_stats,
                 resilience: input.resilience,
+                middleware: input.middleware,
             });
             if table.settings.domain_name == "*" {
                 wildcard = Some(table.clone());
@@ -128,6 +155,7 @@ impl RuntimeTable {
 fn build_routes(
     settings: &DomainConfig,
     upstreams: &[(Arc<UpstreamHandle>, f64)],
+    middleware: &DomainMiddleware,
 ) -> RoutingTable<Arc<EndpointGroup>> {
     let breaker_config = crate::resilience::breaker_config(&settings.circuit_breaker);
     // Every ramp step runs this over every endpoint of every upstream, so it borrows from the
@@ -143,14 +171,21 @@ fn build_routes(
     // (canonical template, method) -> index into `groups`; the Vec keeps build order stable.
     let mut index: HashMap<(&str, &http::Method), usize, foldhash::fast::RandomState> =
         HashMap::default();
-    let mut groups: Vec<(&PathTemplate, &http::Method, Vec<Candidate>)> = Vec::new();
+    let mut groups: Vec<(&PathTemplate, &http::Method, Vec<Candidate>, Disabled<'_>)> = Vec::new();
     for (upstream, weight, docs) in &routable {
         for endpoint in &docs.endpoints {
             let key = (endpoint.template.canonical(), &endpoint.method);
             let slot = *index.entry(key).or_insert_with(|| {
-                groups.push((&endpoint.template, &endpoint.method, Vec::new()));
+                groups.push((
+                    &endpoint.template,
+                    &endpoint.method,
+                    Vec::new(),
+                    Disabled::new(&endpoint.path),
+                ));
                 groups.len() - 1
             });
+            // Middleware or listeners disabled by any candidate endpoint are off for the group.
+            groups[slot].3.add(endpoint);
             let candidates = &mut groups[slot].2;
             let candidate = Candidate {
                 upstream: Arc::clone(upstream),
@@ -175,7 +210,7 @@ fn build_routes(
         }
     }
     let mut builder = RoutingTableBuilder::new();
-    for (template, method, candidates) in groups {
+    for (template, method, candidates, disabled) in groups {
         let weights: Vec<f64> = candidates.iter().map(|c| c.weight).collect();
         // SPEC §4: a draining upstream takes a new request only when no other candidate can,
         // even one ramping up from weight 0.
@@ -187,9 +222,41 @@ fn build_routes(
             Arc::new(EndpointGroup {
                 picker: WeightedPicker::with_draining(&weights, &draining, 0),
                 candidates,
-                middleware: Chain::default(),
+                middleware: middleware.chain_for(&disabled.middleware),
+                listeners: middleware.listeners_for(&disabled.listeners),
+                template: Arc::from(disabled.template),
             })
         });
     }
     builder.build()
+}
+
+/// What the endpoints of one group turned off, and the template to log it under.
+struct Disabled<'a> {
+    template: &'a str,
+    middleware: Vec<String>,
+    listeners: Vec<String>,
+}
+
+impl<'a> Disabled<'a> {
+    fn new(template: &'a str) -> Self {
+        Disabled {
+            template,
+            middleware: Vec::new(),
+            listeners: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, endpoint: &crate::upstream::RoutableEndpoint) {
+        for id in &endpoint.disabled_middleware {
+            if !self.middleware.contains(id) {
+                self.middleware.push(id.clone());
+            }
+        }
+        for id in &endpoint.disabled_listeners {
+            if !self.listeners.contains(id) {
+                self.listeners.push(id.clone());
+            }
+        }
+    }
 }

@@ -81,6 +81,10 @@ pub struct RoutableEndpoint {
     pub method: http::Method,
     pub consumes: Vec<MediaType>,
     pub produces: Vec<MediaType>,
+    /// `x-disabled-middleware` ids, lower-cased.
+    pub disabled_middleware: Vec<String>,
+    /// `x-disabled-listeners` ids, lower-cased.
+    pub disabled_listeners: Vec<String>,
 }
 
 /// What an upstream's document told us.

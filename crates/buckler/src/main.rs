@@ -258,6 +258,8 @@ struct Signals {
     terminate: tokio::signal::unix::Signal,
     interrupt: tokio::signal::unix::Signal,
     hangup: tokio::signal::unix::Signal,
+    /// SIGUSR1: reopen the access-log files (after log rotation).
+    user1: tokio::signal::unix::Signal,
 }
 
 #[cfg(unix)]
@@ -268,10 +270,12 @@ impl Signals {
             terminate: signal(SignalKind::terminate())?,
             interrupt: signal(SignalKind::interrupt())?,
             hangup: signal(SignalKind::hangup())?,
+            user1: signal(SignalKind::user_defined1())?,
         })
     }
 
-    /// Waits for SIGTERM or SIGINT; SIGHUP reloads the configuration file on the way.
+    /// Waits for SIGTERM or SIGINT; SIGHUP reloads the configuration file on the way, SIGUSR1
+    /// reopens the access-log files.
     async fn wait_for_stop(mut self, control: &std::sync::Arc<buckler_gateway::Control>) {
         loop {
             tokio::select! {
@@ -281,6 +285,10 @@ impl Signals {
                     tracing::info!("SIGHUP: reloading the configuration file");
                     // Outcome (and every error with its position) is logged by the reload.
                     let _ = control.reload().await;
+                }
+                _ = self.user1.recv() => {
+                    tracing::info!("SIGUSR1: reopening access-log files");
+                    control.reopen_access_logs();
                 }
             }
         }

@@ -74,6 +74,29 @@ fn check_accepts_a_valid_config() {
 }
 
 #[test]
+fn check_warns_about_a_bypass_header_without_values() {
+    let path = temp_config(
+        "bypass",
+        r#"{ listen: "127.0.0.1:0", domains: [{ "domain-name": "*", upstreams: [],
+            "middleware-chain": [{ id: "limit", builder: "rate-limit" }],
+            middleware: { limit: { "calls-per": 1, "per-seconds": 1, "bypass-header": "X-Internal" } } }] }"#,
+    );
+    let out = buckler()
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("domains[0].middleware.limit.bypass-header: without bypass-values"),
+        "{stderr}"
+    );
+    assert_eq!(stdout.trim(), "ok");
+}
+
+#[test]
 fn check_lists_every_problem_with_its_position() {
     let text = "{\n  listen: \"127.0.0.1:0\",\n  bogus: 1,\n  domains: [{\n    \"domain-name\": \"*\",\n    \"request-timeout\": 5,\n    upstreams: [{ serviceType: \"swagger9\", serviceLocation: \"http://h/\", weight: -1 }],\n  }],\n}\n";
     let path = temp_config("invalid", text);
@@ -328,11 +351,12 @@ async fn sighup_reloads_and_a_broken_file_changes_nothing() {
 /// `check` and `run` refuse a key that is not built yet with the same line
 /// (`FILE:LINE:COL: key: not supported yet`), `check` with exit 1, and `run` before binding.
 #[test]
-fn check_and_run_refuse_a_middleware_that_is_not_built_yet() {
-    let text = "{\n  listen: \"127.0.0.1:0\",\n  domains: [{ \"domain-name\": \"*\",\n    \"middleware-chain\": [{ id: \"auth\", builder: \"api-key-auth\" }],\n    middleware: { auth: { allowed: [\"k1\"] } },\n  }],\n}\n";
-    let path = temp_config("unbuilt-middleware", text);
+fn check_and_run_refuse_a_key_that_is_not_built_yet() {
+    // The ramp guard (SPEC §14) stands for any key not built yet.
+    let text = "{\n  listen: \"127.0.0.1:0\",\n  domains: [{ \"domain-name\": \"*\",\n    \"upstream-weighting\": { guard: {} },\n  }],\n}\n";
+    let path = temp_config("unbuilt-key", text);
     let expected = format!(
-        "{}:4:49: domains[0].middleware-chain[0].builder: not supported yet",
+        "{}:4:29: domains[0].upstream-weighting.guard: not supported yet",
         path.display()
     );
     let out = buckler()
@@ -491,11 +515,7 @@ async fn a_reload_refuses_a_key_that_is_not_built_yet() {
         assert!(std::time::Instant::now() < deadline, "never served");
         std::thread::sleep(Duration::from_millis(50));
     }
-    std::fs::write(
-        &path,
-        config(r#""middleware-chain": [{ id: "auth", builder: "api-key-auth" }], middleware: { auth: { allowed: ["k1"] } },"#),
-    )
-    .unwrap();
+    std::fs::write(&path, config(r#""upstream-weighting": { guard: {} },"#)).unwrap();
     let pid = child.id().to_string();
     assert!(Command::new("kill")
         .args(["-HUP", &pid])

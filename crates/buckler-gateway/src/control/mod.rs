@@ -38,6 +38,7 @@ use tokio::task::AbortHandle;
 use crate::docs_cache::DocsCache;
 use crate::docs_loader::{self, LoaderEnv};
 use crate::metrics::RequestStats;
+use crate::middleware::{DomainMiddleware, MiddlewareError};
 use crate::publish::{self, Publish, Publisher};
 use crate::table::{DomainInput, RuntimeTable};
 use crate::upstream::{UpstreamHandle, UpstreamState};
@@ -56,6 +57,12 @@ pub enum SetupError {
     Upstreams { domain: String, reason: String },
     #[error("admin.token: environment variable {0} is not set")]
     MissingToken(String),
+    #[error("domain {domain}: {source}")]
+    Middleware {
+        domain: String,
+        #[source]
+        source: MiddlewareError,
+    },
 }
 
 /// Why a change was refused. Nothing changed.
@@ -180,6 +187,8 @@ struct DomainState {
     local_stats: Arc<RequestStats>,
     source: DomainSource,
     resilience: Arc<crate::resilience::DomainResilience>,
+    /// Middleware, stores and listeners of the configuration in force.
+    middleware: Arc<DomainMiddleware>,
 }
 
 /// One upstream of a domain with its ramp and background tasks.
@@ -233,6 +242,7 @@ impl Control {
             initial.push(sources::open(domain, &config.lambda, &source_options).await?);
         }
         let token = admin_token(&config)?;
+        let middleware = build_middleware(&config, |_| None)?;
         let control = Arc::new(Control {
             table: ArcSwap::from_pointee(RuntimeTable::build(
                 Arc::new(config.clone()),
@@ -265,8 +275,10 @@ impl Control {
         {
             let mut state = control.lock();
             let config = state.config.clone();
-            for (settings, opened) in config.domains.iter().zip(initial) {
-                let domain = control.new_domain(settings, opened, &config);
+            for ((settings, opened), middleware) in
+                config.domains.iter().zip(initial).zip(middleware)
+            {
+                let domain = control.new_domain(settings, opened, middleware, &config);
                 state.domains.push(domain);
             }
             control.store_sources(&state);
@@ -390,6 +402,7 @@ impl Control {
                     .collect(),
                 local_stats: domain.local_stats.clone(),
                 resilience: domain.resilience.clone(),
+                middleware: domain.middleware.clone(),
             })
             .collect();
         let table = RuntimeTable::build(state.config.clone(), state.generation, inputs);
@@ -639,6 +652,13 @@ impl Control {
             None => Vec::new(),
         };
         let mut state = self.lock();
+        let middleware = build_middleware(&config, |name| {
+            state
+                .domains
+                .iter()
+                .find(|d| d.settings.domain_name == name)
+                .map(|d| d.middleware.clone())
+        })?;
         let restart_required = restart_only_changes(&state.config, &config);
         self.admin_token.store(Arc::new(token));
         if state.config.lambda.endpoint_url != config.lambda.endpoint_url {
@@ -653,13 +673,14 @@ impl Control {
         state.config = config.clone();
         let mut old: Vec<DomainState> = std::mem::take(&mut state.domains);
         let mut kept = 0;
-        for (settings, opened) in config.domains.iter().zip(opened) {
+        for ((settings, opened), middleware) in config.domains.iter().zip(opened).zip(middleware) {
             let existing = old
                 .iter()
                 .position(|d| d.settings.domain_name == settings.domain_name);
             match (existing, opened) {
                 (Some(i), opened) => {
                     let mut domain = old.swap_remove(i);
+                    domain.middleware = middleware;
                     self.update_domain_settings(&mut domain, settings, paths_changed, &config);
                     if let Some(opened) = opened {
                         self.attach_source(&mut domain, &opened, &config);
@@ -668,7 +689,7 @@ impl Control {
                     kept += 1;
                 }
                 (None, Some(opened)) => {
-                    let domain = self.new_domain(settings, opened, &config);
+                    let domain = self.new_domain(settings, opened, middleware, &config);
                     state.domains.push(domain);
                 }
                 (None, None) => unreachable!("a new domain's source is always opened"),
@@ -697,6 +718,7 @@ impl Control {
         self: &Arc<Self>,
         settings: &DomainConfig,
         opened: Opened,
+        middleware: Arc<DomainMiddleware>,
         config: &Config,
     ) -> DomainState {
         let id = self.next_source_id.fetch_add(1, Ordering::Relaxed);
@@ -706,6 +728,7 @@ impl Control {
             local_stats: Arc::new(RequestStats::default()),
             source: DomainSource::attach(self, &settings.domain_name, id, &opened),
             resilience: crate::resilience::DomainResilience::for_settings(None, settings),
+            middleware,
         };
         if let Some(first) = &opened.first {
             self.execute(
@@ -920,6 +943,15 @@ impl Control {
         }
     }
 
+    /// Reopens every access-log file (SIGUSR1, after log rotation): the next line of each
+    /// goes to a freshly opened file at its configured path.
+    pub fn reopen_access_logs(&self) {
+        let state = self.lock();
+        for domain in &state.domains {
+            domain.middleware.reopen_logs();
+        }
+    }
+
     /// The earliest upcoming ramp step on the ramp clock, if any ramp is moving.
     fn next_ramp_step(&self) -> Option<Duration> {
         let now = self.now();
@@ -969,6 +1001,27 @@ fn schedule_of(settings: &DomainConfig) -> RampSchedule {
         step_count: settings.upstream_weighting.step_count,
         step_duration: settings.upstream_weighting.step_duration,
     }
+}
+
+/// Every domain's middleware for `config`, reusing from `previous(domain name)` what did not
+/// change (stores, access-log writers, counters).
+fn build_middleware(
+    config: &Config,
+    previous: impl Fn(&str) -> Option<Arc<DomainMiddleware>>,
+) -> Result<Vec<Arc<DomainMiddleware>>, SetupError> {
+    config
+        .domains
+        .iter()
+        .map(|settings| {
+            let old = previous(&settings.domain_name);
+            DomainMiddleware::build(settings, old.as_deref())
+                .map(Arc::new)
+                .map_err(|source| SetupError::Middleware {
+                    domain: settings.domain_name.clone(),
+                    source,
+                })
+        })
+        .collect()
 }
 
 /// The admin token `config` asks for, resolved (`env:NAME` read now).

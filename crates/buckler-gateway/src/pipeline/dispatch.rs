@@ -23,6 +23,7 @@ use super::Failure;
 use crate::control::Control;
 use crate::error::GatewayError;
 use crate::headers;
+use crate::middleware::UpstreamUsed;
 use crate::outbound::Outbound;
 use crate::request_timer;
 use crate::resilience::bodies::{IdleCut, Upload, UploadFault, UploadState};
@@ -245,6 +246,16 @@ impl Forward {
                 Err(error) => error.status().as_u16(),
             };
             upstream.stats.record(status, attempt_started.elapsed());
+            let result = result.map(|mut response| {
+                // Which upstream answered, for the access log (only read when there is one).
+                if !self.group.listeners.is_empty() {
+                    response.extensions_mut().insert(UpstreamUsed {
+                        upstream: upstream.clone(),
+                        elapsed: attempt_started.elapsed(),
+                    });
+                }
+                response
+            });
             return result.map_err(|error| {
                 let fault = upload.and_then(UploadState::fault);
                 match fault {
@@ -328,6 +339,13 @@ impl Forward {
             parts.headers.remove(header::CONTENT_LENGTH);
         }
         headers::remove_hop_by_hop(&mut parts.headers);
+        // Which upstream answered, for the access log (only read when there is one).
+        if !self.group.listeners.is_empty() {
+            parts.extensions.insert(UpstreamUsed {
+                upstream: upstream.clone(),
+                elapsed: attempt_started.elapsed(),
+            });
+        }
         let body = GuardedBody {
             inner: incoming,
             _guard: guard,

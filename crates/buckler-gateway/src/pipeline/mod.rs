@@ -4,9 +4,11 @@
 //! checks → local → domain → route → negotiate → middleware → pick → dispatch → observe
 //! ```
 //!
-//! Every stage before `dispatch` takes the request's head (`http::request::Parts`), not a
+//! Every stage before `middleware` takes the request's head (`http::request::Parts`), not a
 //! socket type, so each is unit-tested without sockets; each either hands the request on or
-//! answers it with a [`GatewayError`]. `dispatch` is the only stage that awaits.
+//! answers it with a [`GatewayError`]. `middleware` (a store round trip, a cache lookup) and
+//! `dispatch` are the stages that await; the middleware's response side (cache store,
+//! `RateLimit-*`) runs on the outcome before `observe`.
 
 mod checks;
 mod dispatch;
@@ -31,6 +33,7 @@ use crate::control::Control;
 use crate::error::GatewayError;
 use crate::headers;
 use crate::local;
+use crate::middleware::{self, RequestInfo};
 use crate::table::DomainTable;
 
 pub use checks::MAX_HEADER_BYTES;
@@ -57,17 +60,61 @@ pub fn handle(
     let started = Instant::now();
     let (mut parts, body) = request.into_parts();
     let request_id = headers::request_id(&parts.headers);
-    let observed = observe::Observed::new(&parts, request_id.clone(), started);
+    let mut observed = observe::Observed::new(&parts, request_id.clone(), started);
     let has_body = !body.is_end_stream();
-    let decided = decide(&control, connection, &mut parts, has_body, &request_id);
+    let decided = decide(
+        &control,
+        connection,
+        &mut parts,
+        has_body,
+        &request_id,
+        &mut observed,
+    );
     async move {
         let outcome = match decided {
             Ok(Decided::Answer(response)) => Ok(response),
-            Ok(Decided::Forward(forward)) => forward.dispatch(&control, body, started).await,
+            Ok(Decided::Forward(forward, client_address)) => {
+                proxy(
+                    &control,
+                    forward,
+                    &client_address,
+                    body,
+                    started,
+                    &mut observed,
+                )
+                .await
+            }
             Err(failure) => Err(failure),
         };
         observed.finish(outcome)
     }
+}
+
+/// middleware → pick → dispatch, then the middleware's response side on the outcome.
+async fn proxy(
+    control: &Control,
+    mut forward: Forward,
+    client_address: &str,
+    body: Incoming,
+    started: Instant,
+    observed: &mut observe::Observed,
+) -> Result<Response<ProxyBody>, Failure> {
+    let group = forward.group.clone();
+    if group.middleware.is_empty() {
+        return forward.dispatch(control, body, started).await;
+    }
+    let domain = forward.domain.clone();
+    let info = RequestInfo {
+        client_address,
+        request_timeout: domain.settings.request_timeout,
+    };
+    let mut run = group.middleware.run(&mut forward.outbound, &info).await;
+    observed.middleware(&mut run);
+    let outcome = match run.take_answer() {
+        Some(answer) => answer.map_err(|error| (error, Some(domain))),
+        None => forward.dispatch(control, body, started).await,
+    };
+    run.finish(outcome)
 }
 
 /// A failure, with the domain it happened in (for the domain's own request counts).
@@ -77,8 +124,9 @@ type Failure = (GatewayError, Option<Arc<DomainTable>>);
 enum Decided {
     /// Answered by the gateway itself (a local endpoint, `OPTIONS`).
     Answer(Response<ProxyBody>),
-    /// To be sent to an upstream of this group.
-    Forward(Forward),
+    /// To be sent to an upstream of this group, with the `Client-Address` (empty when the
+    /// domain's middleware and listeners do not need it).
+    Forward(Forward, String),
 }
 
 /// Every stage before the upstream exchange, in order, synchronously.
@@ -88,6 +136,7 @@ fn decide(
     parts: &mut Parts,
     has_body: bool,
     request_id: &HeaderValue,
+    observed: &mut observe::Observed,
 ) -> Result<Decided, Failure> {
     checks::check(parts).map_err(|e| (e, None))?;
     checks::settle_host(parts).map_err(|e| (e, None))?;
@@ -101,15 +150,31 @@ fn decide(
         return Ok(Decided::Answer(answer));
     }
     let domain = route::domain(&table, parts).map_err(|e| (e, None))?;
+    let trace_id = middleware::traceparent(&mut parts.headers);
+    let client_address = if domain.middleware.needs_client_address() {
+        headers::client_address(
+            connection.peer.ip(),
+            &parts.headers,
+            table.config.trust_proxies,
+        )
+    } else {
+        String::new()
+    };
+    observed.in_domain(
+        domain.middleware.listeners(),
+        parts,
+        &client_address,
+        trace_id,
+    );
     let fail = |error: GatewayError| (error, Some(domain.clone()));
     let (group, routed_path) = match route::endpoint(&domain, parts).map_err(fail)? {
         Endpoint::Group { group, stripped } => (group, stripped),
         Endpoint::Options { allow } => return Ok(Decided::Answer(route::options_response(&allow))),
     };
+    observed.routed(&group);
     let selection = route::negotiate(&group, parts, has_body).map_err(fail)?;
     let max_body = table.config.max_request_body;
     checks::declared_length_within(parts, has_body, max_body).map_err(fail)?;
-    group.middleware.apply(parts).map_err(fail)?;
     let outbound = forward::outbound(
         parts,
         connection,
@@ -117,14 +182,17 @@ fn decide(
         routed_path.as_deref(),
         &table.config,
     );
-    Ok(Decided::Forward(Forward {
-        domain,
-        group,
-        selection,
-        outbound,
-        has_body,
-        max_body,
-    }))
+    Ok(Decided::Forward(
+        Forward {
+            domain,
+            group,
+            selection,
+            outbound,
+            has_body,
+            max_body,
+        },
+        client_address,
+    ))
 }
 
 /// A request head for the stages' unit tests.

@@ -1,16 +1,19 @@
 //! The last stage: every response, forwarded or made by the gateway, gets `Via` and
-//! `X-Request-Id`; gateway-made errors are counted for their domain; and the request is logged
-//! at debug level.
+//! `X-Request-Id` (and the middleware's decorations, `RateLimit-*`); gateway-made errors are
+//! counted for their domain; the request is logged at debug level, and reported to the
+//! domain's access-log listeners when it has any.
 
 use std::time::Instant;
 
 use buckler_upstream::ProxyBody;
 use http::header::HeaderValue;
 use http::request::Parts;
-use http::{Method, Response};
+use http::{HeaderMap, Method, Response};
 
 use super::Failure;
 use crate::headers;
+use crate::middleware::{AccessStart, ChainRun, Listeners, TraceId};
+use crate::table::EndpointGroup;
 
 /// What the observe stage keeps from the request while it is handled.
 pub(super) struct Observed {
@@ -19,6 +22,10 @@ pub(super) struct Observed {
     /// Captured only when the request log line will be written: the hot path allocates
     /// nothing for logging when debug is off.
     logged: Option<(Method, String)>,
+    /// The access-log record, when the request's domain (and endpoint) has listeners.
+    access: Option<Box<AccessStart>>,
+    /// Headers every response of the request gets (`RateLimit-*`).
+    decorations: HeaderMap,
 }
 
 impl Observed {
@@ -29,6 +36,44 @@ impl Observed {
             request_id,
             started,
             logged,
+            access: None,
+            decorations: HeaderMap::new(),
+        }
+    }
+
+    /// The request's domain is known: start its access-log record if it has listeners.
+    pub(super) fn in_domain(
+        &mut self,
+        listeners: &Listeners,
+        parts: &Parts,
+        client_address: &str,
+        trace_id: TraceId,
+    ) {
+        let path = parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| parts.uri.path(), |p| p.as_str());
+        self.access = listeners.start(
+            &parts.method,
+            path,
+            &parts.headers,
+            client_address,
+            trace_id,
+        );
+    }
+
+    /// The request matched an endpoint group: its template, and its listeners.
+    pub(super) fn routed(&mut self, group: &EndpointGroup) {
+        if let Some(access) = self.access.take() {
+            self.access = access.routed(&group.template, &group.listeners);
+        }
+    }
+
+    /// What the middleware's request side left for every response: decorations, timings.
+    pub(super) fn middleware(&mut self, run: &mut ChainRun) {
+        self.decorations = std::mem::take(&mut run.decorations);
+        if let Some(access) = &mut self.access {
+            access.middleware(&run.timings);
         }
     }
 
@@ -50,6 +95,9 @@ impl Observed {
             }
         };
         let response_headers = response.headers_mut();
+        if !self.decorations.is_empty() {
+            response_headers.extend(self.decorations);
+        }
         headers::append_via(response_headers);
         response_headers.insert(&headers::X_REQUEST_ID, self.request_id.clone());
         if let Some((method, path)) = self.logged {
@@ -62,7 +110,14 @@ impl Observed {
                 "request"
             );
         }
-        response
+        match self.access {
+            Some(access) => access.finish(
+                response,
+                self.request_id.to_str().unwrap_or(""),
+                self.started,
+            ),
+            None => response,
+        }
     }
 }
 

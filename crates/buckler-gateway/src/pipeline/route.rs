@@ -167,12 +167,11 @@ mod tests {
         RuntimeTable::build(
             Arc::new(config),
             1,
-            vec![DomainInput {
-                settings: &settings,
-                upstreams: vec![(handle, 1.0)],
-                local_stats: Default::default(),
-                resilience: crate::resilience::DomainResilience::for_settings(None, &settings),
-            }],
+            vec![DomainInput::new(
+                &settings,
+                vec![(handle, 1.0)],
+                Default::default(),
+            )],
         )
     }
 
