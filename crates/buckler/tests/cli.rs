@@ -380,10 +380,10 @@ fn check_and_run_refuse_a_key_that_is_not_built_yet() {
 /// both refuse a key not built yet the same way, every refusal listed.
 #[test]
 fn check_and_run_agree_on_a_key_not_built() {
-    let text = "{\n  listen: \"127.0.0.1:0\",\n  domains: [{ \"domain-name\": \"*\",\n    \"circuit-breaker\": {} }],\n}\n";
-    let path = temp_config("unbuilt-key", text);
+    let text = "{\n  listen: \"127.0.0.1:0\",\n  domains: [{ \"domain-name\": \"*\",\n    \"upstream-weighting\": { guard: {} } }],\n}\n";
+    let path = temp_config("unbuilt-key-agree", text);
     let file = path.display().to_string();
-    let expected = format!("{file}:4:5: domains[0].circuit-breaker: not supported yet");
+    let expected = format!("{file}:4:29: domains[0].upstream-weighting.guard: not supported yet");
     let out = buckler()
         .args(["check", "--config"])
         .arg(&path)
