@@ -392,6 +392,8 @@ struct Seen {
 struct H2Upstream {
     authority: Authority,
     accepted: Arc<AtomicUsize>,
+    /// Connections open now.
+    open: Arc<AtomicUsize>,
     seen: mpsc::UnboundedReceiver<Seen>,
 }
 
@@ -399,11 +401,13 @@ async fn h2_upstream() -> H2Upstream {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let authority: Authority = listener.local_addr().unwrap().to_string().parse().unwrap();
     let accepted = Arc::new(AtomicUsize::new(0));
-    let counter = accepted.clone();
+    let open = Arc::new(AtomicUsize::new(0));
+    let (counter, open_count) = (accepted.clone(), open.clone());
     let (seen_tx, seen) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             counter.fetch_add(1, Ordering::SeqCst);
+            open_count.fetch_add(1, Ordering::SeqCst);
             let seen_tx = seen_tx.clone();
             let service = hyper::service::service_fn(move |request: Request<Incoming>| {
                 let seen_tx = seen_tx.clone();
@@ -423,15 +427,19 @@ async fn h2_upstream() -> H2Upstream {
                     Ok::<_, Infallible>(Response::new(body))
                 }
             });
-            tokio::spawn(
-                hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service),
-            );
+            let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service);
+            let open_count = open_count.clone();
+            tokio::spawn(async move {
+                let _ = connection.await;
+                open_count.fetch_sub(1, Ordering::SeqCst);
+            });
         }
     });
     H2Upstream {
         authority,
         accepted,
+        open,
         seen,
     }
 }
@@ -464,6 +472,22 @@ async fn an_h2c_upstream_is_spoken_to_in_http2_and_its_streams_share_one_connect
         assert_eq!(upstream.seen.recv().await.unwrap().version, Version::HTTP_2);
     }
     assert_eq!(upstream.accepted.load(Ordering::SeqCst), 1, "multiplexed");
+}
+
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed_after_the_idle_timeout() {
+    let upstream = h2_upstream().await;
+    let pool = pool_with(&UpstreamClientSettings {
+        idle_timeout: Duration::from_millis(200),
+        ..h2c()
+    });
+    let response = get(&pool, &Scheme::HTTP, &upstream.authority).await;
+    response.into_body().collect().await.unwrap();
+    assert_eq!(upstream.open.load(Ordering::SeqCst), 1);
+    eventually("the idle HTTP/2 connection is closed", || {
+        upstream.open.load(Ordering::SeqCst) == 0
+    })
+    .await;
 }
 
 #[tokio::test]
