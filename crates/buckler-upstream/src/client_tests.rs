@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use super::*;
-use crate::body::{empty_body, BoxError};
+use crate::body::{empty_body, full_body, BoxError};
 
 const HELLO: &str = "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello";
 
@@ -640,4 +640,155 @@ async fn a_failing_request_body_is_a_request_body_error() {
         error.body_error().is_some_and(|e| e.is::<Gone>()),
         "{error:?}"
     );
+}
+
+/// A certificate authority made for one test, and a certificate it signed for `localhost`.
+struct TestPki {
+    ca: rustls::pki_types::CertificateDer<'static>,
+    leaf: rustls::pki_types::CertificateDer<'static>,
+    leaf_key: rustls::pki_types::PrivateKeyDer<'static>,
+}
+
+fn test_pki() -> TestPki {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Buckler test CA");
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf_params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
+    TestPki {
+        ca: ca.der().clone(),
+        leaf: leaf.der().clone(),
+        leaf_key: rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// A client configuration trusting only `ca`.
+fn trusting(ca: &rustls::pki_types::CertificateDer<'static>) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.clone()).unwrap();
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+/// What the TLS test upstream saw of one request.
+#[derive(Debug)]
+struct SeenTls {
+    sni: Option<String>,
+    alpn: Option<Vec<u8>>,
+    version: Version,
+}
+
+/// An HTTPS upstream (ALPN `h2` and `http/1.1`, HTTP/1.1 or HTTP/2 as negotiated) presenting
+/// `pki`'s `localhost` certificate; records each request's SNI, ALPN and HTTP version.
+async fn tls_upstream(pki: &TestPki) -> (Authority, mpsc::UnboundedReceiver<SeenTls>) {
+    let mut server = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![pki.leaf.clone()], pki.leaf_key.clone_key())
+        .unwrap();
+    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (seen_tx, seen) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (acceptor, seen_tx) = (acceptor.clone(), seen_tx.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let (_, session) = tls.get_ref();
+                let sni = session.server_name().map(str::to_owned);
+                let alpn = session.alpn_protocol().map(<[u8]>::to_vec);
+                let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                    let _ = seen_tx.send(SeenTls {
+                        sni: sni.clone(),
+                        alpn: alpn.clone(),
+                        version: request.version(),
+                    });
+                    async { Ok::<_, Infallible>(Response::new(full_body("secure"))) }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    (format!("localhost:{port}").parse().unwrap(), seen)
+}
+
+async fn get_secure(pool: &UpstreamPool, authority: &Authority) -> Result<String, UpstreamError> {
+    let response = pool
+        .send_to(&Scheme::HTTPS, authority, request("GET", authority))
+        .await?;
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    Ok(String::from_utf8(body.to_vec()).unwrap())
+}
+
+#[tokio::test]
+async fn an_https_upstream_is_verified_and_spoken_to_in_http2_by_alpn() {
+    let pki = test_pki();
+    let (authority, mut seen) = tls_upstream(&pki).await;
+    let pool = pool_with(&UpstreamClientSettings {
+        tls: Some(trusting(&pki.ca)),
+        ..settings()
+    });
+    assert_eq!(get_secure(&pool, &authority).await.unwrap(), "secure");
+    let seen = seen.recv().await.unwrap();
+    assert_eq!(seen.sni.as_deref(), Some("localhost"), "SNI is the host");
+    assert_eq!(seen.alpn.as_deref(), Some(&b"h2"[..]));
+    assert_eq!(seen.version, Version::HTTP_2);
+}
+
+#[tokio::test]
+async fn http1_is_forced_on_https_by_the_protocol_setting() {
+    let pki = test_pki();
+    let (authority, mut seen) = tls_upstream(&pki).await;
+    let pool = pool_with(&UpstreamClientSettings {
+        tls: Some(trusting(&pki.ca)),
+        protocol: UpstreamProtocol::Http1,
+        ..settings()
+    });
+    assert_eq!(get_secure(&pool, &authority).await.unwrap(), "secure");
+    let seen = seen.recv().await.unwrap();
+    assert_eq!(seen.alpn, None, "no ALPN offered: HTTP/1.1");
+    assert_eq!(seen.version, Version::HTTP_11);
+}
+
+#[tokio::test]
+async fn an_https_upstream_signed_by_an_unknown_ca_is_never_served() {
+    let pki = test_pki();
+    let (authority, mut seen) = tls_upstream(&pki).await;
+    // The platform's roots, which do not hold the test CA; then another test CA.
+    let other = test_pki();
+    for tls in [None, Some(trusting(&other.ca))] {
+        let pool = pool_with(&UpstreamClientSettings { tls, ..settings() });
+        let error = get_secure(&pool, &authority).await.unwrap_err();
+        assert!(matches!(error, UpstreamError::Connect(_)), "{error:?}");
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+        let mut text = String::new();
+        while let Some(current) = cause {
+            text.push_str(&format!("{current}; "));
+            cause = current.source();
+        }
+        assert!(text.contains("certificate"), "says why: {text}");
+    }
+    assert!(seen.try_recv().is_err(), "no request reached the upstream");
 }
