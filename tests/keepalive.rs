@@ -1,6 +1,6 @@
-//! Idle keep-alive client connections: they cost little memory (Buckler's patched hyper frees
-//! a connection's read and write buffers between requests, vendor/README.md) and lose nothing
-//! when they wake up again — requests split across pauses and pipelined requests still work.
+//! Idle keep-alive client connections: what they cost in memory (bounded, so a regression
+//! shows) and that they lose nothing when they wake up again — requests split across pauses
+//! and pipelined requests still work.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -138,12 +138,15 @@ async fn idle_connections(addr: SocketAddr, count: usize, open: &mut Vec<TcpStre
     }
 }
 
-/// Memory, not time: an idle keep-alive connection must not keep hyper's two 8 KiB buffers
-/// (measured here, client and server side together: unpatched hyper 22 KiB per connection,
-/// patched 3). A test binary of its own, so only this file's one other, small test runs
+/// Memory, not time: what an idle keep-alive connection costs, client and server side
+/// together. hyper 1.13 keeps a connection's 8 KiB read and 8 KiB header-write buffers while
+/// it idles (no setting frees them); measured here 21.5 KiB per connection in three runs on
+/// 2026-12-07, since Buckler dropped its hyper fork, whose patch freed them (about 3 KiB then:
+/// docs/forks-dropped.md). The bound is that measurement with a little room, so a further
+/// regression fails. A test binary of its own, so only this file's one other, small test runs
 /// beside the measurement.
 #[tokio::test]
-async fn an_idle_connection_holds_no_http_buffers() {
+async fn an_idle_connection_costs_what_hyper_keeps_and_no_more() {
     let (_upstream, gw) = gateway().await;
     let mut open = Vec::new();
     // Warm up: the allocator's and the runtime's one-off growth is not per connection.
@@ -155,7 +158,7 @@ async fn an_idle_connection_holds_no_http_buffers() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let per_connection = (rss_kib().saturating_sub(before)) as f64 / COUNT as f64;
     assert!(
-        per_connection < 10.0,
+        per_connection < 24.0,
         "{per_connection:.1} KiB per idle connection (client and server side together)"
     );
 }

@@ -149,9 +149,9 @@ async fn http2_prior_knowledge_to_the_gateway() {
     assert_eq!(post.json()["body"], "hello over h2");
 }
 
-/// The gateway compresses HTTP/2 header blocks with literals only (vendor/README.md): every
-/// response on one connection must still decode to the headers the upstream and the gateway
-/// set, changing values (`X-Request-Id`) included.
+/// Every HTTP/2 response on one connection must decode to the headers the upstream and the
+/// gateway set, changing values (`X-Request-Id`, sent never-indexed) included, whatever the
+/// encoder keeps in its HPACK table between responses.
 #[tokio::test]
 async fn http2_response_headers_arrive_whole_response_after_response() {
     let (_upstream, gw) = one_upstream("").await;

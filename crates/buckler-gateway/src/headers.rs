@@ -181,9 +181,9 @@ pub fn append_via(headers: &mut HeaderMap) {
 /// The request id to use: the client's `X-Request-Id` when it is a sane token (1–200
 /// visible ASCII characters), otherwise a fresh random 128-bit hex id.
 ///
-/// Marked sensitive, which HTTP/2 encodes as "never indexed": Buckler's own encoder indexes
-/// nothing (vendor/README.md), but an HTTP/2 hop further on must not put a value unique to
-/// one request into its HPACK table either, where it would only evict entries worth reusing.
+/// Marked sensitive, which HTTP/2 encodes as "never indexed": neither h2's encoder nor an
+/// HTTP/2 hop further on puts a value unique to one request into its HPACK table, where it
+/// would only evict entries worth reusing.
 pub fn request_id(headers: &HeaderMap) -> HeaderValue {
     let mut id = client_request_id(headers).unwrap_or_else(fresh_request_id);
     id.set_sensitive(true);

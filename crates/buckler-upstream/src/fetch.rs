@@ -7,7 +7,7 @@ use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Limited};
 
 use crate::body::empty_body;
-use crate::client::{HttpUpstreamClient, UpstreamError};
+use crate::client::{HttpUpstreamClient, UpstreamError, UpstreamPool};
 
 /// Why a document could not be fetched.
 #[derive(Debug, thiserror::Error)]
@@ -40,8 +40,36 @@ pub enum Fetched {
 }
 
 impl HttpUpstreamClient {
+    /// [`UpstreamPool::fetch_document`] through the default pool.
+    pub async fn fetch_document(
+        &self,
+        url: &str,
+        timeout: Duration,
+        max_bytes: usize,
+    ) -> Result<Bytes, FetchError> {
+        self.default_pool()
+            .fetch_document(url, timeout, max_bytes)
+            .await
+    }
+
+    /// [`UpstreamPool::fetch_document_if_changed`] through the default pool.
+    pub async fn fetch_document_if_changed(
+        &self,
+        url: &str,
+        timeout: Duration,
+        max_bytes: usize,
+        etag: Option<&str>,
+    ) -> Result<Fetched, FetchError> {
+        self.default_pool()
+            .fetch_document_if_changed(url, timeout, max_bytes, etag)
+            .await
+    }
+}
+
+impl UpstreamPool {
     /// `GET url` expecting `200`; the whole exchange must finish within `timeout` and the body
-    /// must not exceed `max_bytes`.
+    /// must not exceed `max_bytes`. Through this pool, so an `https` document is verified with
+    /// the pool's trust (a domain's `upstream-ca`).
     pub async fn fetch_document(
         &self,
         url: &str,

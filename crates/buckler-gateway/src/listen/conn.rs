@@ -23,7 +23,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use buckler_tls::{HttpVersion, TlsTermination};
-use buckler_upstream::{ProxyBody, SendStream};
+use buckler_upstream::ProxyBody;
 use bytes::Bytes;
 use http::Response;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
@@ -97,7 +97,7 @@ pub(crate) async fn serve(
                     return;
                 }
             };
-            let io = Prefixed::new(prefix, SendStream::new(stream));
+            let io = Prefixed::new(prefix, stream);
             let served = Served {
                 connection: ConnectionInfo {
                     peer,
