@@ -91,7 +91,7 @@ mod tests {
     const ALIGNS: &[usize] = &[1, 2, 4, 8, 16, 32, 64, 128, 4096, 65_536];
 
     fn aligned(ptr: *mut u8, align: usize) -> bool {
-        (ptr as usize) % align == 0
+        (ptr as usize).is_multiple_of(align)
     }
 
     #[test]

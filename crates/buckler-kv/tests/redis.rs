@@ -95,7 +95,7 @@ async fn redis_and_memory_give_the_same_decisions_for_the_same_sequence() {
         if step == 200 {
             now -= 1_700;
         }
-        let key = if seed % 3 == 0 {
+        let key = if seed.is_multiple_of(3) {
             "rl:cmp:b"
         } else {
             "rl:cmp:a"
