@@ -47,6 +47,11 @@ pub use error::GatewayError;
 pub use pipeline::MAX_HEADER_BYTES;
 pub use upstream::UpstreamState;
 
+/// Runtimes serving requests in this process (one per worker with `--runtime per-worker`,
+/// else one): `/metrics` multiplies the answering runtime's worker count by it.
+pub(crate) static REQUEST_RUNTIMES: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(1);
+
 /// Why the gateway did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -92,6 +97,7 @@ impl RunningGateway {
         config: Config,
         more_workers: &[tokio::runtime::Handle],
     ) -> Result<RunningGateway, StartError> {
+        REQUEST_RUNTIMES.store(1 + more_workers.len(), std::sync::atomic::Ordering::Relaxed);
         // Certificates first: a bad pair stops the start before anything is bound.
         let listeners = listen::Listeners::start(&config)?;
         let bind_error = |(addr, source)| StartError::Bind { addr, source };

@@ -173,7 +173,10 @@ type UpstreamGauge = (
 /// `GET /metrics`: Prometheus text exposition format 0.0.4.
 pub fn metrics(control: &Control, table: &RuntimeTable) -> Response<ProxyBody> {
     let mut out = String::new();
-    let workers = tokio::runtime::Handle::current().metrics().num_workers();
+    // Every request-serving thread: the answering runtime's workers, times the runtimes (one
+    // per worker in the per-worker model, where each has one).
+    let workers = tokio::runtime::Handle::current().metrics().num_workers()
+        * crate::REQUEST_RUNTIMES.load(std::sync::atomic::Ordering::Relaxed);
     let _ = writeln!(
         out,
         "# HELP {0} Request-serving threads of the runtime.\n# TYPE {0} gauge\n{0} {workers}",

@@ -25,11 +25,11 @@ struct Cli {
     /// Log filter in RUST_LOG syntax (e.g. "info,buckler_gateway=debug"); overrides BUCKLER_LOG.
     #[arg(long, global = true, value_name = "FILTER")]
     log: Option<String>,
-    /// How `workers` threads serve requests: one work-stealing runtime (the default), or one
-    /// single-threaded runtime per worker, each with its own SO_REUSEPORT copy of the
-    /// listeners (as NGINX runs its workers). Kept for the load comparison that chose the
-    /// default (`docs/architecture.md`, *Running on N cores*).
-    #[arg(long, global = true, value_enum, default_value_t = RuntimeModel::MultiThread)]
+    /// How `workers` threads serve requests: one single-threaded runtime per worker, each
+    /// with its own SO_REUSEPORT copy of the listeners, as NGINX runs its workers (the
+    /// default: ahead in the load comparison), or one work-stealing runtime for all
+    /// (`docs/architecture.md`, *Running on N cores*).
+    #[arg(long, global = true, value_enum, default_value_t = RuntimeModel::PerWorker)]
     runtime: RuntimeModel,
     #[command(subcommand)]
     command: Option<Command>,
