@@ -4,8 +4,10 @@ import os
 import resource
 import shutil
 import socket
+import ssl
 import subprocess
 import time
+import urllib.error
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
@@ -30,6 +32,8 @@ TOOLS = {
     "pgrep": "procps",
     "valgrind": "valgrind",
     "callgrind_control": "valgrind",
+    "openssl": "openssl",
+    "redis-server": "redis-server",
 }
 
 
@@ -75,7 +79,27 @@ def free_port():
         return s.getsockname()[1]
 
 
-def wait_http(url, timeout=60.0, want=200, name=None, process=None):
+def unverified_tls():
+    """The runs' certificates are self-signed, made for the run: the checks do not verify them
+    (the load generators do not either)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def http_status(url, headers=None, timeout=2):
+    """The status `url` answers a GET with (4xx and 5xx included)."""
+    request = urllib.request.Request(url, headers=headers or {})
+    context = unverified_tls() if url.startswith("https:") else None
+    try:
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def wait_http(url, timeout=60.0, want=200, name=None, process=None, headers=None):
     """Waits until `url` answers `want`; names the contender and notices when it has exited."""
     deadline = time.time() + timeout
     last = None
@@ -84,10 +108,10 @@ def wait_http(url, timeout=60.0, want=200, name=None, process=None):
         if process is not None and process.poll() is not None:
             raise SystemExit(f"{who} exited with status {process.returncode} before answering")
         try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == want:
-                    return
-                last = response.status
+            status = http_status(url, headers)
+            if status == want:
+                return
+            last = status
         except Exception as error:  # noqa: BLE001 - any failure means "not yet"
             last = error
         time.sleep(0.1)
@@ -121,6 +145,22 @@ def start(cmd, **kwargs):
     process = subprocess.Popen(cmd, **kwargs)
     STARTED.append(process)
     return process
+
+
+def stop(processes):
+    """Stops `processes` (started by `start`) and forgets them; the others keep running."""
+    processes = [p for p in processes if p is not None]
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+        if process in STARTED:
+            STARTED.remove(process)
 
 
 def stop_all():

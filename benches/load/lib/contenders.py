@@ -75,13 +75,11 @@ http {{
   keepalive_requests 100000000;
   keepalive_timeout 300s;
   upstream backends {{
-    server 127.0.0.1:{port_a} weight={weight_a};
-    server 127.0.0.1:{port_b} weight={weight_b};
+{servers}
     keepalive 256;
   }}
   server {{
-    listen 127.0.0.1:{port} backlog=4096;
-    listen 127.0.0.1:{port_h2} http2 backlog=4096;
+{listens}{server_extra}
     location / {{
       proxy_pass http://backends;
       proxy_http_version 1.1;
@@ -95,7 +93,7 @@ http {{
 HAPROXY = """
 global
   nbthread {workers}
-  maxconn 4096  # the runs use at most 64 connections; HAProxy wants 2 fds per conn
+  maxconn 4096  # the runs use at most 64 connections (500 in handshake runs); 2 fds per conn{global_extra}
 defaults
   mode http
   timeout connect 5s
@@ -104,13 +102,11 @@ defaults
   timeout http-keep-alive 300s
   http-reuse always
 frontend bench
-  bind 127.0.0.1:{port}
-  bind 127.0.0.1:{port_h2} proto h2{frontend_extra}
+{binds}{frontend_extra}
   default_backend backends
 backend backends
-  balance roundrobin
-  server a 127.0.0.1:{port_a} weight {weight_a}
-  server b 127.0.0.1:{port_b} weight {weight_b}
+  balance roundrobin{backend_extra}
+{servers}
 """
 
 # What SPEC §9 has Buckler do to every request and response beyond forwarding it, written for
@@ -155,7 +151,7 @@ def check_same_headers(contender):
 class Upstream:
     """One NGINX instance standing for one upstream service."""
 
-    def __init__(self, workdir, name, big_file, cpu_list):
+    def __init__(self, workdir, name, big_file, cpu_list, single_process=False):
         self.name = name
         self.dir = os.path.join(workdir, f"upstream-{name}")
         os.makedirs(self.dir)
@@ -163,11 +159,29 @@ class Upstream:
         with open(os.path.join(self.dir, "spec.json"), "w") as f:
             json.dump(SWAGGER, f)
         conf = os.path.join(self.dir, "nginx.conf")
+        text = NGINX_UPSTREAM.format(dir=self.dir, port=self.port, name=name, big=big_file)
+        if single_process:
+            # One process, no master: SIGKILL then stops the whole upstream at once (killing
+            # an NGINX master leaves its worker serving).
+            text = "master_process off;" + text
         with open(conf, "w") as f:
-            f.write(NGINX_UPSTREAM.format(dir=self.dir, port=self.port, name=name, big=big_file))
-        self.process = start(pinned(cpu_list, ["nginx", "-p", self.dir, "-c", conf]))
+            f.write(text)
+        self.command = pinned(cpu_list, ["nginx", "-p", self.dir, "-c", conf])
+        self.process = start(self.command)
         self.url = f"http://127.0.0.1:{self.port}"
         wait_http(self.url + "/hello")
+
+    def kill(self):
+        """SIGKILL, as a crash: open connections are reset, nothing is drained. Only for an
+        upstream started with `single_process`."""
+        self.process.kill()
+        self.process.wait(10)
+
+    def restart(self):
+        """The killed upstream back on its port (the listener sets SO_REUSEADDR)."""
+        self.process = start(self.command)
+        wait_http(self.url + "/hello", timeout=10, name=f"upstream {self.name}",
+                  process=self.process)
 
     def served(self):
         """Requests this upstream has answered so far (its own status requests excluded)."""
@@ -211,21 +225,23 @@ class Contender:
         return total
 
 
-def buckler_config(port, admin_port, upstreams, weights, step_duration="200ms", workers=None):
+def buckler_config(port, admin_port, upstreams, weights, step_duration="200ms", workers=None,
+                   top_extra="", domain_extra=""):
     """Buckler in front of `upstreams` with `weights`, plus the (nearly empty) fleet domain;
-    `workers` adds SPEC §2's key when set."""
+    `workers` adds SPEC §2's key when set; `top_extra` and `domain_extra` are JSON5 keys (each
+    ending in a comma) added at the top level and to the `*` domain."""
     entries = ",\n".join(
         f'        {{ serviceType: "swagger2", serviceLocation: "{u.url}", weight: {w} }}'
         for u, w in zip(upstreams, weights)
     )
     workers_line = f"\n  workers: {workers}," if workers is not None else ""
     return f"""{{
-  listen: "127.0.0.1:{port}",{workers_line}
+  listen: "127.0.0.1:{port}",{workers_line}{top_extra}
   admin: {{ listen: "127.0.0.1:{admin_port}" }},
   domains: [
     {{
       "domain-name": "*",
-      "request-timeout": "60s",
+      "request-timeout": "60s",{domain_extra}
       "upstream-weighting": {{ "step-count": 10, "step-duration": "{step_duration}" }},
       upstreams: [
 {entries}
@@ -259,13 +275,15 @@ def buckler_launch(binary, config):
     return None, None
 
 
-def start_buckler(workdir, upstreams, name, binary, stem, cpu_list=None, workers=None):
+def start_buckler(workdir, upstreams, name, binary, stem, cpu_list=None, workers=None,
+                  weights=WEIGHTS, top_extra="", domain_extra="", wait_headers=None):
     """`binary` on `cpu_list` (None: unpinned) in front of `upstreams` (3:1), serving once both
     docs are loaded; its config is `{stem}.json5` and its log `{stem}.log` in `workdir`."""
     port, admin_port = free_port(), free_port()
     config = os.path.join(workdir, f"{stem}.json5")
     with open(config, "w") as f:
-        f.write(buckler_config(port, admin_port, upstreams, WEIGHTS, workers=workers))
+        f.write(buckler_config(port, admin_port, upstreams, weights, workers=workers,
+                               top_extra=top_extra, domain_extra=domain_extra))
     process = start(
         pinned(cpu_list, [binary, "run", "--config", config]),
         stdout=subprocess.DEVNULL,
@@ -276,8 +294,48 @@ def start_buckler(workdir, upstreams, name, binary, stem, cpu_list=None, workers
     buckler.config = config
     buckler.admin = f"http://127.0.0.1:{admin_port}"
     # 200 once both docs are loaded
-    wait_http(buckler.url + "/hello", timeout=120, name=name, process=process)
+    wait_http(buckler.url + "/hello", timeout=120, name=name, process=process,
+              headers=wait_headers)
     return buckler
+
+
+def nginx_servers(upstreams, weights, extra=""):
+    return "\n".join(f"    server 127.0.0.1:{u.port} weight={w}{extra};"
+                      for u, w in zip(upstreams, weights))
+
+
+def haproxy_servers(upstreams, weights, extra=""):
+    return "\n".join(f"  server {u.name} 127.0.0.1:{u.port} weight {w}{extra}"
+                      for u, w in zip(upstreams, weights))
+
+
+def start_nginx_proxy(workdir, stem, name, config, upstreams, weights, listens, http_extra="",
+                      server_extra="", location_extra="", server_flags=""):
+    """An NGINX proxy of `config` in front of `upstreams`; `listens` are its `listen` lines
+    (without indentation); returns the process (the caller makes the Contender)."""
+    ndir = os.path.join(workdir, stem)
+    os.makedirs(ndir)
+    conf = os.path.join(ndir, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(NGINX_PROXY.format(
+            workers=config.workers, dir=ndir, servers=nginx_servers(upstreams, weights, server_flags),
+            listens="\n".join(f"    {line}" for line in listens), server_extra=server_extra,
+            http_extra=http_extra, location_extra=location_extra))
+    return start(pinned(config.proxy_cpus, ["nginx", "-p", ndir, "-c", conf]))
+
+
+def start_haproxy(workdir, stem, config, upstreams, weights, binds, global_extra="",
+                  frontend_extra="", backend_extra="", server_flags=""):
+    """An HAProxy of `config` in front of `upstreams`; `binds` are its `bind` lines."""
+    conf = os.path.join(workdir, f"{stem}.cfg")
+    with open(conf, "w") as f:
+        f.write(HAPROXY.format(workers=config.workers, global_extra=global_extra,
+                               binds="\n".join(f"  {line}" for line in binds),
+                               frontend_extra=frontend_extra, backend_extra=backend_extra,
+                               servers=haproxy_servers(upstreams, weights, server_flags)))
+    return start(pinned(config.proxy_cpus, ["haproxy", "-db", "-f", conf]),
+                 stdout=subprocess.DEVNULL,
+                 stderr=open(os.path.join(workdir, f"{stem}.log"), "w"))
 
 
 def start_contenders(workdir, upstreams, config, builds, pingora_bin):
@@ -296,32 +354,23 @@ def start_contenders(workdir, upstreams, config, builds, pingora_bin):
 
     for same_headers in (False, True) if config.same_headers else (False,):
         name = SAME_HEADERS.format("NGINX") if same_headers else "NGINX"
-        ndir = os.path.join(workdir, f"{config.id}-nginx-proxy" + ("-same-headers" if same_headers else ""))
-        os.makedirs(ndir)
         port, port_h2 = free_port(), free_port()
-        conf = os.path.join(ndir, "nginx.conf")
-        with open(conf, "w") as f:
-            f.write(NGINX_PROXY.format(
-                workers=config.workers, dir=ndir, port=port, port_h2=port_h2, port_a=a.port,
-                port_b=b.port, weight_a=WEIGHTS[0], weight_b=WEIGHTS[1],
-                http_extra=NGINX_SAME_HEADERS_HTTP if same_headers else "",
-                location_extra=NGINX_SAME_HEADERS_LOCATION if same_headers else ""))
-        process = start(pinned(cpu_list, ["nginx", "-p", ndir, "-c", conf]))
+        process = start_nginx_proxy(
+            workdir, f"{config.id}-nginx-proxy" + ("-same-headers" if same_headers else ""), name,
+            config, upstreams, WEIGHTS,
+            [f"listen 127.0.0.1:{port} backlog=4096;",
+             f"listen 127.0.0.1:{port_h2} http2 backlog=4096;"],
+            http_extra=NGINX_SAME_HEADERS_HTTP if same_headers else "",
+            location_extra=NGINX_SAME_HEADERS_LOCATION if same_headers else "")
         contenders.append(Contender(name, process, port, port_h2))
 
     for same_headers in (False, True) if config.same_headers else (False,):
         name = SAME_HEADERS.format("HAProxy") if same_headers else "HAProxy"
         stem = f"{config.id}-haproxy" + ("-same-headers" if same_headers else "")
         port, port_h2 = free_port(), free_port()
-        conf = os.path.join(workdir, f"{stem}.cfg")
-        with open(conf, "w") as f:
-            f.write(HAPROXY.format(workers=config.workers, port=port, port_h2=port_h2,
-                                   port_a=a.port, port_b=b.port, weight_a=WEIGHTS[0],
-                                   weight_b=WEIGHTS[1],
-                                   frontend_extra=HAPROXY_SAME_HEADERS if same_headers else ""))
-        process = start(pinned(cpu_list, ["haproxy", "-db", "-f", conf]),
-                        stdout=subprocess.DEVNULL,
-                        stderr=open(os.path.join(workdir, f"{stem}.log"), "w"))
+        process = start_haproxy(workdir, stem, config, upstreams, WEIGHTS,
+                                [f"bind 127.0.0.1:{port}", f"bind 127.0.0.1:{port_h2} proto h2"],
+                                frontend_extra=HAPROXY_SAME_HEADERS if same_headers else "")
         contenders.append(Contender(name, process, port, port_h2))
 
     if config.pingora and pingora_bin:

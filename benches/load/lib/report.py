@@ -30,6 +30,22 @@ def builds_of(data):
     return {name for name, _, _ in data["builds"]}
 
 
+def is_ours(data, name):
+    """Another Buckler build (`--also`) or a variant of Buckler (`Buckler, Redis store`): judged
+    like a peer, for the ratio, but not counted against the targets."""
+    return name in builds_of(data) or name.startswith(PRIMARY + ", ")
+
+
+def row_part(config_data, row):
+    """The part of a configuration's results that holds `row`'s runs (`{"contenders",
+    "results"}`), or None when that part did not run."""
+    if row.section == "plain":
+        return config_data if "results" in config_data else None
+    # The failure and middleware rows are "plain" transport but have their own sections.
+    sections = config_data.get("sections", {})
+    return sections.get(row.tool.split("-")[0])
+
+
 def judged_rows(data):
     """[(config id, Row, peer, head_to_head result or None)] for every measured row."""
     judged = []
@@ -37,9 +53,14 @@ def judged_rows(data):
         config = data["configs"].get(row.config)
         if row.planned or config is None:
             continue
-        ours = config["results"][PRIMARY][row.tool]
-        for peer in peers_of(config):
-            theirs = config["results"][peer][row.tool]
+        part = row_part(config, row)
+        if part is None or PRIMARY not in part["results"]:
+            continue
+        ours = part["results"][PRIMARY][row.tool]
+        for peer in peers_of(part):
+            theirs = part["results"][peer].get(row.tool)
+            if theirs is None:
+                continue
             result = head_to_head(ours, theirs, row.metric, higher_is_better=row.metric != "p99")
             judged.append((row.config, row, peer, result))
     return judged
@@ -57,8 +78,8 @@ def summary(data, judged):
     if data["mode"] == "quick":
         return lines + ["A quick smoke run: one short round per contender, so no verdicts. "
                         "Its numbers only show that the runner works.", ""]
-    ours = builds_of(data)
-    peer_rows = [(cid, row, peer, r) for cid, row, peer, r in judged if peer not in ours and r]
+    peer_rows = [(cid, row, peer, r) for cid, row, peer, r in judged
+                 if not is_ours(data, peer) and r]
     for config in CONFIGS:
         mine = [(row, peer, r) for cid, row, peer, r in peer_rows if cid == config.id]
         if not mine:
@@ -70,6 +91,10 @@ def summary(data, judged):
               if r["verdict"] == "behind"]
     h2_not_ahead = [f"{peer} ({cid})" for cid, row, peer, r in peer_rows
                     if row.tool == "h2" and row.metric == "rps" and r["verdict"] != "ahead"]
+    tls_rows = [(cid, row, peer, r) for cid, row, peer, r in peer_rows if row.transport == "tls"]
+    tls_missed = [f"{row.title} against {peer} ({cid}): {r['verdict']}"
+                  for cid, row, peer, r in tls_rows
+                  if r["verdict"] == "behind" or (row.tool == "tls-h2" and r["verdict"] != "ahead")]
     p99_behind = [f"{peer} ({cid})" for cid, row, peer, r in peer_rows
                   if row.metric == "p99" and r["verdict"] == "behind"]
     lines += [
@@ -80,7 +105,9 @@ def summary(data, judged):
         "- Ahead of every peer over HTTP/2: " + ("met." if not h2_not_ahead else
                                                  "**missed** against " + ", ".join(h2_not_ahead) + "."),
         "- p99 not behind: " + ("met." if not p99_behind else "**missed** against " + ", ".join(p99_behind) + "."),
-        "- Over TLS: not measured yet (see *Rows not measured yet*).",
+        "- Over TLS, not behind any peer and ahead of each over HTTP/2 (issue 30): "
+        + ("not measured in this run." if not tls_rows else
+           "met." if not tls_missed else "**missed**: " + "; ".join(tls_missed) + "."),
         "",
     ]
     return lines
@@ -107,15 +134,171 @@ def run_section(data):
 
 
 def config_section(config, config_data, judged):
+    lines = [f"## {config.title}", "", config.description, ""]
+    if "results" in config_data:
+        lines += plain_tables(config_data)
+    sections = config_data.get("sections", {})
+    if "tls" in sections:
+        lines += tls_table(sections["tls"])
+    if "failure" in sections:
+        lines += failure_table(sections["failure"])
+    if "middleware" in sections:
+        lines += middleware_table(sections["middleware"])
+    lines += [
+        "### Head to head",
+        "",
+        "| row | Buckler against | ratio | 95 % interval | ahead in rounds | verdict |",
+        "| --- | --- | ---: | ---: | ---: | --- |",
+    ]
+    for cid, row, peer, result in judged:
+        if cid != config.id:
+            continue
+        if result is None:
+            lines.append(f"| {row.title} | {peer} | — | — | — | {verdict_cell(result)} |")
+            continue
+        interval = (f"{result['low']:.2f}–{result['high']:.2f}×" if result["verdict"]
+                    else "—")  # one or two rounds make no interval
+        lines.append(f"| {row.title} | {peer} | {result['ratio']:.2f}× | {interval} | "
+                     f"{result['ahead_in']} of {result['rounds']} | {verdict_cell(result)} |")
+    lines.append("")
+    return lines
+
+
+def med(runs, key):
+    values = [x[key] for x in runs if key in x]
+    return median(values)
+
+
+def times(value, reference):
+    return f"{value / reference:.2f}" if reference and value == value else "—"
+
+
+def tls_table(part):
+    results = part["results"]
+    b = results[PRIMARY]
+    b_wrk, b_h2, b_hs = (med(b[t], "rps") for t in ("tls-wrk", "tls-h2", "tls-handshake"))
+    lines = [
+        "### Over TLS (each proxy terminating TLS with the same certificate, "
+        f"{part['certificate']})",
+        "",
+        "| contender | HTTPS/1.1 req/s (wrk) | × Buckler | p99 ms | h2 over TLS req/s | × Buckler "
+        "| new TLS connections/s | × Buckler | failed | negotiated (h2 / handshake runs) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for name in part["contenders"]:
+        r = results[name]
+        wrk_rps, h2, hs = (med(r[t], "rps") for t in ("tls-wrk", "tls-h2", "tls-handshake"))
+        failed = sum(x["failed"] for t in r.values() for x in t)
+        seen = []
+        for tool in ("tls-h2", "tls-handshake"):
+            for x in r[tool]:
+                if x.get("tls") and x["tls"] not in seen:
+                    seen.append(x["tls"])
+        lines.append(f"| {name} | {wrk_rps:,.0f} | {times(wrk_rps, b_wrk)} | "
+                     f"{med(r['tls-wrk'], 'p99'):.3f} | {h2:,.0f} | {times(h2, b_h2)} | "
+                     f"{hs:,.0f} | {times(hs, b_hs)} | {failed} | {' / '.join(seen) or '—'} |")
+    lines += [
+        "",
+        "A client offering TLS 1.2 and 1.3 and ALPN `h2` and `http/1.1` is given: "
+        + "; ".join(f"{name}: {text}" for name, text in part["negotiated"].items()) + ". "
+        "New TLS connections: batches of "
+        f"{part['handshake_batch']} concurrent h2load `--h1` clients, each a full handshake "
+        "(no resumption) and one GET; wrk keeps its connections (one handshake each).",
+        "",
+    ]
+    return lines
+
+
+def failure_table(part):
+    results = part["results"]
+    lines = [
+        f"### One of three upstreams killed (SIGKILL) for {part['down_s']} s of a "
+        f"{part['run_s']} s wrk run, then started again",
+        "",
+        "| contender | req/s (median) | p99 ms | max ms | failed requests (all rounds) | "
+        "requests | restarted upstream served in the last second |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name in part["contenders"]:
+        runs = results[name]["failure"]
+        lines.append(f"| {name} | {med(runs, 'rps'):,.0f} | {med(runs, 'p99'):.3f} | "
+                     f"{max((x['max'] for x in runs), default=float('nan')):.3f} | "
+                     f"**{sum(x['failed'] for x in runs)}** | "
+                     f"{sum(x['requests'] for x in runs):,} | "
+                     f"{med(runs, 'back_served'):,.0f} |")
+    lines += [
+        "",
+        "Failed: non-2xx responses and socket errors as wrk counts them (GETs only: every one "
+        "may be retried). Buckler runs its defaults (circuit breakers, one retry on another "
+        "upstream); NGINX `proxy_next_upstream error timeout http_502 http_503` "
+        "(`max_fails=1 fail_timeout=10s`); HAProxy `option redispatch 1`, `retries 2`, "
+        "`retry-on conn-failure empty-response response-timeout 502 503`, `check inter 1s "
+        "observe layer7 error-limit 10 on-error mark-down`.",
+        "",
+    ]
+    return lines
+
+
+def middleware_table(part):
+    results = part["results"]
+    b_rps = med(results[PRIMARY]["middleware"], "rps")
+    lines = [
+        "### API-key auth and a rate limit on the route (HTTP/1.1, wrk sending the key)",
+        "",
+        "| contender | req/s (median) | × Buckler | p50 ms | p99 ms | failed |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name in part["contenders"]:
+        runs = results[name]["middleware"]
+        rps = med(runs, "rps")
+        lines.append(f"| {name} | {rps:,.0f} | {times(rps, b_rps)} | {med(runs, 'p50'):.3f} | "
+                     f"{med(runs, 'p99'):.3f} | {sum(x['failed'] for x in runs)} |")
+    counters = part.get("buckler_counters", {})
+    lines += [
+        "",
+        "Buckler: `api-key-auth` then `rate-limit` (a limit never reached, so the limiter "
+        "decides every request and never refuses one) on a memory store, and the same on a "
+        "Redis store (a `redis-server` on loopback: one `EVALSHA` per request). NGINX: a `map` "
+        "on the key header (401 / 403) and `limit_req` on the client address; HAProxy: ACLs on "
+        "the key header and a stick-table `http_req_rate` on the source address. Each was "
+        "checked to answer 401 without the key, 403 with a wrong one, 200 with the key."
+        + ("" if not counters else " Requests Buckler let through without the limiter "
+           "deciding (SLA exceeded / store errors): " + "; ".join(
+               f"{name}: {c['sla_exceeded']} / {c['store_errors']}" for name, c in counters.items())
+           + "."),
+        "",
+    ]
+    return lines
+
+
+def docs_section(docs):
+    lines = [
+        "## Document load time (Buckler only, one core)",
+        "",
+        "Buckler started with one upstream serving a generated Swagger 2.0 document of the size "
+        "of Microsoft Graph v1.0 (20 MB) and beta (47 MB); seconds from the process's start "
+        "until the admin API says `serving`, and until a route of the document answers; peak "
+        "RSS (VmHWM) and RSS after. Medians over the repetitions.",
+        "",
+        "| document | paths | operations | serving after s | routed after s | peak RSS MiB "
+        "| RSS after MiB | repetitions |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for entry in docs:
+        runs = entry["runs"]
+        lines.append(f"| {entry['bytes'] / 1e6:.1f} MB | {entry['paths']:,} | "
+                     f"{entry['operations']:,} | {med(runs, 'serving_s'):.2f} | "
+                     f"{med(runs, 'routed_s'):.2f} | {med(runs, 'peak_rss_kib') / 1024:.0f} | "
+                     f"{med(runs, 'rss_after_kib') / 1024:.0f} | {len(runs)} |")
+    return lines + [""]
+
+
+def plain_tables(config_data):
     results = config_data["results"]
     b = results[PRIMARY]
     b_rps = median([r["rps"] for r in b["wrk"]])
     b_h2 = median([r["rps"] for r in b["h2"]])
     lines = [
-        f"## {config.title}",
-        "",
-        config.description,
-        "",
         "### Requests through a weighted proxy (GET /hello, upstreams weighted 3:1)",
         "",
         "| contender | wrk req/s (median) | × Buckler | p50 ms | p99 ms | h2load req/s | × Buckler "
@@ -142,22 +325,7 @@ def config_section(config, config_data, judged):
         f"Buckler's split over the upstreams during its wrk runs: {a:,} : {bb:,} requests = "
         f"{100 * a / total:.2f} % : {100 * bb / total:.2f} % (must be 75 % : 25 % ± 1 %).",
         "",
-        "### Head to head",
-        "",
-        "| row | Buckler against | ratio | 95 % interval | ahead in rounds | verdict |",
-        "| --- | --- | ---: | ---: | ---: | --- |",
     ]
-    for cid, row, peer, result in judged:
-        if cid != config.id:
-            continue
-        if result is None:
-            lines.append(f"| {row.title} | {peer} | — | — | — | {verdict_cell(result)} |")
-            continue
-        interval = (f"{result['low']:.2f}–{result['high']:.2f}×" if result["verdict"]
-                    else "—")  # one or two rounds make no interval
-        lines.append(f"| {row.title} | {peer} | {result['ratio']:.2f}× | {interval} | "
-                     f"{result['ahead_in']} of {result['rounds']} | {verdict_cell(result)} |")
-    lines.append("")
     return lines
 
 
@@ -217,10 +385,17 @@ def limits_section(data):
             row(label, "no criterion result (run `cargo bench -p buckler-benches`)", None)
     for config in CONFIGS:
         config_data = data["configs"].get(config.id) or {}
+        where = f" — {config.id}"
+        failure = config_data.get("sections", {}).get("failure")
+        if failure and PRIMARY in failure["results"]:
+            runs = failure["results"][PRIMARY]["failure"]
+            failed = sum(x["failed"] for x in runs)
+            row("0 failed GETs through Buckler while one of three upstreams is killed and "
+                "comes back" + where,
+                f"{failed} of {sum(x['requests'] for x in runs):,}", failed == 0)
         extras = config_data.get("extras")
         if not extras:
             continue
-        where = f" — {config.id}"
         if "idle_connections" in extras:
             idle_rss = config_data["idle_rss_kib"].get(PRIMARY, 0)
             idle, big = extras["idle_connections"], extras["big_body"]
@@ -287,6 +462,10 @@ def render(data):
     extras = one_core.get("extras") if one_core else None
     if extras:
         lines += extras_section(data, one_core, extras)
+    for config in CONFIGS:
+        docs = (data["configs"].get(config.id) or {}).get("sections", {}).get("docs")
+        if docs:
+            lines += docs_section(docs)
     lines += limits_section(data)
     lines += planned_section()
     if data["criterion"]:

@@ -26,6 +26,10 @@ class Config:
     # a big publish must not stall the request threads).
     extras: str
     description: str
+    # Which measurements run in this configuration besides the plain rounds ("plain"): "tls",
+    # "failure", "middleware" (each its own contenders and interleaved rounds) and "docs"
+    # (document load time, on Buckler only).
+    sections: tuple = ("plain", "tls")
 
     @property
     def proxy_cpus(self):
@@ -37,6 +41,7 @@ CONFIGS = [
     Config(
         id="one-core", title="One core per proxy (pinned)", pinned=True, workers=1,
         same_headers=True, pingora=True, extras="all",
+        sections=("plain", "tls", "failure", "middleware", "docs"),
         description=(
             "Every proxy on the first CPU with one worker (Buckler: Tokio's current-thread "
             "scheduler, which it picks when its affinity mask holds one CPU; NGINX "
@@ -44,7 +49,7 @@ CONFIGS = [
             "upstreams, wrk and h2load on the other CPUs.")),
     Config(
         id="two-core", title="Two workers per proxy (unpinned)", pinned=False, workers=2,
-        same_headers=False, pingora=False, extras="spikes",
+        same_headers=False, pingora=False, extras="spikes", sections=("plain", "tls"),
         description=(
             "As a user runs them on a small machine: nothing pinned, two workers each (Buckler "
             "`workers: 2`, or until the gateway reads that key, unpinned with its default of a "
@@ -68,6 +73,12 @@ class Row:
     title: str
     planned: str = ""  # when set: not measured yet, and what will measure it
 
+    @property
+    def section(self):
+        """Where the row's runs are in a configuration's results: the plain rounds ("plain",
+        wrk and h2) or one of `Config.sections` (the tool's prefix: "tls-wrk" is in "tls")."""
+        return "plain" if self.tool in ("wrk", "h2") else self.tool.split("-")[0]
+
 
 def _measured_rows():
     rows = []
@@ -83,25 +94,47 @@ def _measured_rows():
     return rows
 
 
-ROWS = _measured_rows() + [
-    # Hooks for later issues: defined, not measured yet.
-    Row("one-core-tls-wrk-rps", "one-core", "tls", "wrk", "rps", "HTTPS/1.1 requests/s (wrk)",
-        planned="the TLS listeners issue: each proxy terminating TLS with the same certificate"),
-    Row("one-core-tls-h2-rps", "one-core", "tls", "h2", "rps", "HTTP/2 over TLS requests/s (h2load)",
-        planned="the TLS listeners issue"),
-    Row("two-core-tls-wrk-rps", "two-core", "tls", "wrk", "rps", "HTTPS/1.1 requests/s (wrk)",
-        planned="the TLS listeners issue"),
-    Row("two-core-tls-h2-rps", "two-core", "tls", "h2", "rps", "HTTP/2 over TLS requests/s (h2load)",
-        planned="the TLS listeners issue"),
-    Row("one-core-failure", "one-core", "plain", "wrk", "rps",
-        "requests/s and failed requests while one upstream is killed and comes back",
-        planned="the failure-handling issue: an upstream stopped mid-round, each proxy's failures "
-                "and recovery"),
-    Row("one-core-middleware", "one-core", "plain", "wrk", "rps",
-        "HTTP/1.1 requests/s with API-key auth and rate limiting configured on every proxy",
-        planned="the middleware issue: `api-key-auth` and `rate-limit` in Buckler, the peers' "
-                "equivalents"),
-]
+# Each section's rows. A section's runs are stored under its tools' names ("tls-wrk", …);
+# see `Row.section`.
+SECTION_TOOLS = {
+    "tls": ("tls-wrk", "tls-h2", "tls-handshake"),
+    "failure": ("failure",),
+    "middleware": ("middleware",),
+}
+
+
+def _section_rows():
+    rows = []
+    for config in CONFIGS:
+        if "tls" in config.sections:
+            rows += [
+                Row(f"{config.id}-tls-wrk-rps", config.id, "tls", "tls-wrk", "rps",
+                    "HTTPS/1.1 requests/s (wrk, keep-alive)"),
+                Row(f"{config.id}-tls-wrk-p99", config.id, "tls", "tls-wrk", "p99",
+                    "HTTPS/1.1 p99 latency (wrk)"),
+                Row(f"{config.id}-tls-h2-rps", config.id, "tls", "tls-h2", "rps",
+                    "HTTP/2 over TLS requests/s (h2load, ALPN h2)"),
+                Row(f"{config.id}-tls-handshake-rps", config.id, "tls", "tls-handshake", "rps",
+                    "new TLS connections/s (h2load --h1, a full handshake and one GET each)"),
+            ]
+        if "failure" in config.sections:
+            rows += [
+                Row(f"{config.id}-failure-rps", config.id, "plain", "failure", "rps",
+                    "HTTP/1.1 requests/s while one of three upstreams is killed and comes back"),
+                Row(f"{config.id}-failure-p99", config.id, "plain", "failure", "p99",
+                    "HTTP/1.1 p99 latency while one of three upstreams is killed and comes back"),
+            ]
+        if "middleware" in config.sections:
+            rows += [
+                Row(f"{config.id}-middleware-rps", config.id, "plain", "middleware", "rps",
+                    "HTTP/1.1 requests/s with API-key auth and a rate limit"),
+                Row(f"{config.id}-middleware-p99", config.id, "plain", "middleware", "p99",
+                    "HTTP/1.1 p99 latency with API-key auth and a rate limit"),
+            ]
+    return rows
+
+
+ROWS = _measured_rows() + _section_rows()
 
 
 def config_by_id(config_id):
