@@ -365,7 +365,7 @@ def big_swagger(target_bytes):
     1.75 KB per operation: a path parameter, query options, described responses), with
     `/hello` last so that a 200 for it means the whole table is in. Returns (text, paths,
     operations)."""
-    filler = "Lorem ipsum dolor sit amet, consectetur adipiscing elit. " * 3
+    filler = "Lorem ipsum dolor sit amet, consectetur adipiscing elit. " * 12
     head = '{"swagger":"2.0","info":{"title":"big","version":"1"},"paths":{'
     parts, size, index = [], len(head), 0
     while size < target_bytes:
