@@ -216,24 +216,25 @@ def failure_table(part):
         f"{part['run_s']} s wrk run, then started again",
         "",
         "| contender | req/s (median) | p99 ms | max ms | failed requests (all rounds) | "
-        "requests | restarted upstream served in the last second |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "requests |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name in part["contenders"]:
         runs = results[name]["failure"]
         lines.append(f"| {name} | {med(runs, 'rps'):,.0f} | {med(runs, 'p99'):.3f} | "
                      f"{max((x['max'] for x in runs), default=float('nan')):.3f} | "
                      f"**{sum(x['failed'] for x in runs)}** | "
-                     f"{sum(x['requests'] for x in runs):,} | "
-                     f"{med(runs, 'back_served'):,.0f} |")
+                     f"{sum(x['requests'] for x in runs):,} |")
     lines += [
         "",
         "Failed: non-2xx responses and socket errors as wrk counts them (GETs only: every one "
-        "may be retried). Buckler runs its defaults (circuit breakers, one retry on another "
+        "may be retried); p99 and max over the whole run. Buckler runs its defaults (circuit breakers, one retry on another "
         "upstream); NGINX `proxy_next_upstream error timeout http_502 http_503` "
         "(`max_fails=1 fail_timeout=10s`); HAProxy `option redispatch 1`, `retries 2`, "
         "`retry-on conn-failure empty-response response-timeout 502 503`, `check inter 1s "
-        "observe layer7 error-limit 10 on-error mark-down`.",
+        "observe layer7 error-limit 10 on-error mark-down`. "
+        + "".join(f"`{name}`: `{config.rstrip(',')}`. "
+                  for name, config in part.get("variants", {}).items()),
         "",
     ]
     return lines

@@ -188,7 +188,7 @@ def section_part(tool, failed, rps=None, p99=None, **extra):
         latency = (p99 or {}).get(name, 5.0)
         results[name] = {tool: [{"round": i + 1, "rps": value * (1 + 0.01 * (i - 2)),
                                  "p50": 1.0, "p99": latency * (1 + 0.01 * (i - 2)),
-                                 "max": 20.0, "requests": 500, "back_served": 0,
+                                 "max": 20.0, "requests": 500,
                                  "failed": total if i == 0 else 0} for i in range(5)]}
     return dict({"contenders": list(failed), "results": results}, **extra)
 
