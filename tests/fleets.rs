@@ -12,20 +12,6 @@ use http::{Method, StatusCode};
 
 const KEY: &str = "/buckler/fleet/upstreams";
 
-fn doc(name: &str) -> String {
-    Swagger2Doc::new(name, "1").op("get", "/w").to_json()
-}
-
-async fn pair() -> (FakeUpstream, FakeUpstream) {
-    (
-        FakeUpstream::builder("blue").doc(doc("blue")).start().await,
-        FakeUpstream::builder("green")
-            .doc(doc("green"))
-            .start()
-            .await,
-    )
-}
-
 /// A real etcd, or a failure naming the package to install.
 fn etcd() -> EtcdServer {
     EtcdServer::started()
@@ -49,11 +35,8 @@ const QUICK: &str = r#"{ "step-count": 1, "step-duration": "50ms" }"#;
 
 /// `(location, target weight)` of every upstream listed, in listing order.
 async fn listed(gw: &TestGateway) -> Vec<(String, u64)> {
-    gw.admin(Method::GET, "/admin/domains/*/upstreams", None, None)
+    gw.upstream_listing()
         .await
-        .json()
-        .as_array()
-        .expect("a listing")
         .iter()
         .map(|u| {
             (
@@ -66,19 +49,10 @@ async fn listed(gw: &TestGateway) -> Vec<(String, u64)> {
 
 /// Effective weight of `location` on `gw` (0 when not listed).
 async fn effective(gw: &TestGateway, location: &str) -> f64 {
-    gw.admin(Method::GET, "/admin/domains/*/upstreams", None, None)
+    gw.upstream_entry(location)
         .await
-        .json()
-        .as_array()
-        .expect("a listing")
-        .iter()
-        .find(|u| u["serviceLocation"] == location)
         .and_then(|u| u["effectiveWeight"].as_f64())
         .unwrap_or(0.0)
-}
-
-async fn metrics(gw: &TestGateway) -> String {
-    String::from_utf8_lossy(&gw.get("/metrics").await.body).into_owned()
 }
 
 /// True when `name` answers one of 20 requests.
@@ -100,7 +74,7 @@ async fn put(gw: &TestGateway, body: &str) -> Reply {
 async fn three_gateways_follow_one_key_and_one_admin_write_moves_them_all() {
     let etcd = etcd();
     let etcd_client = client(&etcd);
-    let (blue, green) = pair().await;
+    let (blue, green) = blue_and_green().await;
     etcd_client
         .put(KEY, upstreams_json(&[(&blue.url(), 1)]).as_bytes())
         .await
@@ -160,11 +134,11 @@ async fn three_gateways_follow_one_key_and_one_admin_write_moves_them_all() {
         .unwrap();
     for gw in &fleet {
         assert_eventually!(
-            metrics(gw)
+            gw.metrics()
                 .await
                 .contains("buckler_config_reloads_total{result=\"error\"} 1"),
             "rejection counted: {}",
-            metrics(gw).await
+            gw.metrics().await
         );
         assert_eq!(listed(gw).await, wanted, "the previous set stays");
         assert_eq!(gw.get("/w").await.status, StatusCode::OK);
@@ -239,7 +213,7 @@ async fn three_gateways_follow_one_key_and_one_admin_write_moves_them_all() {
 async fn ramps_move_in_step_on_every_instance_even_one_started_mid_ramp() {
     let etcd = etcd();
     let etcd_client = client(&etcd);
-    let (blue, green) = pair().await;
+    let (blue, green) = blue_and_green().await;
     etcd_client
         .put(
             KEY,
@@ -309,7 +283,7 @@ async fn ramps_move_in_step_on_every_instance_even_one_started_mid_ramp() {
 async fn etcd_down_under_load_fails_no_request_and_a_new_value_is_picked_up_after() {
     let mut etcd = etcd();
     let etcd_client = client(&etcd);
-    let (blue, green) = pair().await;
+    let (blue, green) = blue_and_green().await;
     etcd_client
         .put(KEY, upstreams_json(&[(&blue.url(), 1)]).as_bytes())
         .await
@@ -379,7 +353,7 @@ async fn etcd_down_under_load_fails_no_request_and_a_new_value_is_picked_up_afte
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_started_while_etcd_is_down_says_why_then_serves() {
     let mut etcd = EtcdServer::prepared();
-    let (blue, _green) = pair().await;
+    let (blue, _green) = blue_and_green().await;
     let gw = TestGateway::start(&fleet_config(&etcd.url(), QUICK)).await;
     let health = gw.get("/healthcheck").await;
     assert_eq!(health.status, StatusCode::SERVICE_UNAVAILABLE);
@@ -406,18 +380,12 @@ async fn an_instance_started_while_etcd_is_down_says_why_then_serves() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_write_racing_an_edit_of_the_upstreams_file_answers_409() {
-    let (blue, green) = pair().await;
+    let (blue, green) = blue_and_green().await;
     let dir = temp_dir("file-409");
     let upstreams = dir.join("upstreams.json");
     std::fs::write(&upstreams, upstreams_json(&[(&blue.url(), 1)])).unwrap();
     let config_path = dir.join("buckler.json5");
-    std::fs::write(
-        &config_path,
-        r#"{ listen: "127.0.0.1:0", admin: { listen: "127.0.0.1:0" },
-             domains: [{ "domain-name": "*", "upstream-watcher": "file", "upstreams-file": "upstreams.json",
-                         "upstream-weighting": { "step-count": 1, "step-duration": "50ms" } }] }"#,
-    )
-    .unwrap();
+    std::fs::write(&config_path, watched_file_config("50ms")).unwrap();
     let gw = TestGateway::start_file(&config_path).await;
     gw.wait_ready().await;
     // Someone edits the file, and an admin write follows before the gateway looked at it

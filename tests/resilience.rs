@@ -33,20 +33,6 @@ async fn upstream_health(gw: &TestGateway, i: usize) -> serde_json::Value {
     gw.get("/healthcheck").await.json()["domains"][0]["upstreams"][i].clone()
 }
 
-async fn metrics(gw: &TestGateway) -> String {
-    String::from_utf8_lossy(&gw.get("/metrics").await.body).into_owned()
-}
-
-/// A metric sample's value (0 when absent).
-fn sample(metrics: &str, prefix: &str) -> f64 {
-    metrics
-        .lines()
-        .find(|line| line.starts_with(prefix))
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[tokio::test]
 async fn the_upstream_breaker_opens_refuses_at_once_and_recovers_through_one_trial() {
     let upstream = FaultUpstream::start("one", doc("one")).await;
@@ -77,9 +63,9 @@ async fn the_upstream_breaker_opens_refuses_at_once_and_recovers_through_one_tri
     assert_eq!(upstream.hits(), 3);
     assert_eq!(upstream_health(&gw, 0).await["breaker"], "open");
     assert_eq!(upstream_health(&gw, 0).await["healthy"], false);
-    let m = metrics(&gw).await;
+    let m = gw.metrics().await;
     assert_eq!(
-        sample(&m, "buckler_circuit_breaker_state{domain=\"*\""),
+        metric_sample(&m, "buckler_circuit_breaker_state{domain=\"*\""),
         1.0,
         "{m}"
     );
@@ -136,7 +122,7 @@ async fn an_endpoint_breaker_removes_only_that_endpoint() {
     );
     assert_eq!(gw.get("/a").await.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(upstream_health(&gw, 0).await["breaker"], "closed");
-    let m = metrics(&gw).await;
+    let m = gw.metrics().await;
     assert!(
         m.contains("buckler_endpoint_circuit_breaker_state{domain=\"*\"")
             && m.contains("endpoint=\"GET /a\"} 1"),
@@ -235,9 +221,9 @@ async fn health_checks_take_an_upstream_out_and_back_without_a_failed_request() 
         before,
         "no request reached the unhealthy upstream"
     );
-    let m = metrics(&gw).await;
+    let m = gw.metrics().await;
     assert!(
-        sample(
+        metric_sample(
             &m,
             &format!(
                 "buckler_health_checks_total{{domain=\"*\",upstream=\"{}\",result=\"fail\"}}",
@@ -309,9 +295,9 @@ async fn a_get_is_retried_on_another_upstream_a_post_never() {
         }
     }
     assert!(failed_posts > 0, "POST is never retried");
-    let m = metrics(&gw).await;
+    let m = gw.metrics().await;
     assert!(
-        sample(&m, "buckler_retries_total{domain=\"*\",outcome=\"sent\"}") >= 5.0,
+        metric_sample(&m, "buckler_retries_total{domain=\"*\",outcome=\"sent\"}") >= 5.0,
         "{m}"
     );
 }
@@ -340,9 +326,9 @@ async fn the_retry_budget_bounds_retries_in_flight() {
     for task in tasks {
         statuses.push(task.await.unwrap());
     }
-    let m = metrics(&gw).await;
-    let sent = sample(&m, "buckler_retries_total{domain=\"*\",outcome=\"sent\"}");
-    let refused = sample(
+    let m = gw.metrics().await;
+    let sent = metric_sample(&m, "buckler_retries_total{domain=\"*\",outcome=\"sent\"}");
+    let refused = metric_sample(
         &m,
         "buckler_retries_total{domain=\"*\",outcome=\"budget-exhausted\"}",
     );

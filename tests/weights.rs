@@ -9,23 +9,6 @@ use std::time::Duration;
 use buckler_tests::*;
 use http::{Method, StatusCode};
 
-fn doc(name: &str) -> String {
-    Swagger2Doc::new(name, "1")
-        .op("get", "/w")
-        .op("get", "/slow/{ms}")
-        .to_json()
-}
-
-async fn pair() -> (FakeUpstream, FakeUpstream) {
-    (
-        FakeUpstream::builder("blue").doc(doc("blue")).start().await,
-        FakeUpstream::builder("green")
-            .doc(doc("green"))
-            .start()
-            .await,
-    )
-}
-
 fn admin_config(upstreams: &[(&str, u32)], weighting: &str, extra_top: &str) -> String {
     format!(
         r#"{{ listen: "127.0.0.1:0", admin: {{ listen: "127.0.0.1:0" {extra_top} }},
@@ -37,13 +20,9 @@ fn admin_config(upstreams: &[(&str, u32)], weighting: &str, extra_top: &str) -> 
 
 /// Effective weights by upstream name ("blue"/"green") from the admin listing.
 async fn effective(gw: &TestGateway, blue: &FakeUpstream) -> (f64, f64) {
-    let listing = gw
-        .admin(Method::GET, "/admin/domains/*/upstreams", None, None)
-        .await
-        .json();
     let mut blue_w = 0.0;
     let mut green_w = 0.0;
-    for entry in listing.as_array().unwrap() {
+    for entry in gw.upstream_listing().await {
         let w = entry["effectiveWeight"].as_f64().unwrap();
         if entry["serviceLocation"] == blue.url() {
             blue_w = w;
@@ -68,7 +47,7 @@ async fn count_batch(gw: &TestGateway, n: usize) -> HashMap<String, usize> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ramp_from_blue_to_green_follows_the_schedule() {
-    let (blue, green) = pair().await;
+    let (blue, green) = blue_and_green().await;
     let config = admin_config(
         &[(&blue.url(), 100), (&green.url(), 0)],
         r#"{ "step-count": 4, "step-duration": "1500ms" }"#,
@@ -83,12 +62,7 @@ async fn ramp_from_blue_to_green_follows_the_schedule() {
     );
 
     let put = gw
-        .admin(
-            Method::PUT,
-            "/admin/domains/*/upstreams",
-            None,
-            Some(&upstreams_json(&[(&blue.url(), 0), (&green.url(), 100)])),
-        )
+        .put_upstreams(&[(&blue.url(), 0), (&green.url(), 100)])
         .await;
     assert_eq!(
         put.status,
@@ -138,31 +112,24 @@ async fn ramp_from_blue_to_green_follows_the_schedule() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retarget_mid_ramp_starts_from_the_current_weight() {
-    let (blue, green) = pair().await;
+    let (blue, green) = blue_and_green().await;
     let config = admin_config(
         &[(&blue.url(), 100), (&green.url(), 100)],
         r#"{ "step-count": 10, "step-duration": "400ms" }"#,
         "",
     );
     let gw = TestGateway::start_ready(&config).await;
-    let set = |b: u32| upstreams_json(&[(&blue.url(), b), (&green.url(), 100)]);
-    gw.admin(
-        Method::PUT,
-        "/admin/domains/*/upstreams",
-        None,
-        Some(&set(0)),
-    )
-    .await;
+    let (blue_url, green_url) = (blue.url(), green.url());
+    let set = |b: u32| {
+        let gw = &gw;
+        let (blue, green) = (blue_url.clone(), green_url.clone());
+        async move { gw.put_upstreams(&[(&blue, b), (&green, 100)]).await }
+    };
+    set(0).await;
     assert_eventually!(effective(&gw, &blue).await.0 <= 60.0, "ramp under way");
     let (mid, _) = effective(&gw, &blue).await;
     assert!(mid > 0.0 && mid < 100.0, "{mid}");
-    gw.admin(
-        Method::PUT,
-        "/admin/domains/*/upstreams",
-        None,
-        Some(&set(200)),
-    )
-    .await;
+    set(200).await;
     let (restart, _) = effective(&gw, &blue).await;
     assert!(
         restart <= mid + 0.001 && restart >= mid - 20.0,
@@ -173,20 +140,13 @@ async fn retarget_mid_ramp_starts_from_the_current_weight() {
         "reaches the new target"
     );
     // Same target again: nothing moves.
-    let again = gw
-        .admin(
-            Method::PUT,
-            "/admin/domains/*/upstreams",
-            None,
-            Some(&set(200)),
-        )
-        .await;
+    let again = set(200).await;
     assert_eq!(again.json()["unchanged"].as_array().unwrap().len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removal_drains_in_flight_requests_then_drops() {
-    let (blue, green) = pair().await;
+    let (blue, green) = blue_and_green().await;
     let config = admin_config(
         &[(&blue.url(), 1), (&green.url(), 1)],
         r#"{ "step-count": 1, "step-duration": "1s" }"#,
@@ -200,16 +160,7 @@ async fn removal_drains_in_flight_requests_then_drops() {
         let gw2 = gw.clone();
         let task = tokio::spawn(async move { gw2.get("/slow/2000").await });
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let listing = gw
-            .admin(Method::GET, "/admin/domains/*/upstreams", None, None)
-            .await
-            .json();
-        let blue_in_flight = listing
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|u| u["serviceLocation"] == blue.url())
-            .unwrap()["inFlight"]
+        let blue_in_flight = gw.upstream_entry(&blue.url()).await.expect("blue listed")["inFlight"]
             .as_i64()
             .unwrap();
         if blue_in_flight > 0 {
@@ -218,26 +169,9 @@ async fn removal_drains_in_flight_requests_then_drops() {
         }
     }
     let slow = slow.expect("a slow request in flight to blue");
-    let removal = gw
-        .admin(
-            Method::PUT,
-            "/admin/domains/*/upstreams",
-            None,
-            Some(&upstreams_json(&[(&green.url(), 1)])),
-        )
-        .await;
+    let removal = gw.put_upstreams(&[(&green.url(), 1)]).await;
     assert_eq!(removal.json()["removed"][0], blue.url());
-    let listing = gw
-        .admin(Method::GET, "/admin/domains/*/upstreams", None, None)
-        .await
-        .json();
-    let blue_entry = listing
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|u| u["serviceLocation"] == blue.url())
-        .unwrap()
-        .clone();
+    let blue_entry = gw.upstream_entry(&blue.url()).await.expect("listed");
     assert_eq!(blue_entry["state"], "draining");
     assert_eq!(blue_entry["effectiveWeight"], 0.0);
 
@@ -258,20 +192,14 @@ async fn removal_drains_in_flight_requests_then_drops() {
     );
     assert_eq!(reply.upstream(), "blue");
     assert_eventually!(
-        gw.admin(Method::GET, "/admin/domains/*/upstreams", None, None)
-            .await
-            .json()
-            .as_array()
-            .unwrap()
-            .len()
-            == 1,
+        gw.upstream_listing().await.len() == 1,
         "blue dropped after draining"
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn re_adding_a_draining_upstream_revives_it() {
-    let (blue, green) = pair().await;
+    let (blue, green) = blue_and_green().await;
     let config = admin_config(
         &[(&blue.url(), 1), (&green.url(), 1)],
         r#"{ "step-count": 1, "step-duration": "1s" }"#,
@@ -286,36 +214,15 @@ async fn re_adding_a_draining_upstream_revives_it() {
         }
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
-    gw.admin(
-        Method::PUT,
-        "/admin/domains/*/upstreams",
-        None,
-        Some(&upstreams_json(&[(&green.url(), 1)])),
-    )
-    .await;
+    gw.put_upstreams(&[(&green.url(), 1)]).await;
     let revived = gw
-        .admin(
-            Method::PUT,
-            "/admin/domains/*/upstreams",
-            None,
-            Some(&upstreams_json(&[(&blue.url(), 3), (&green.url(), 1)])),
-        )
+        .put_upstreams(&[(&blue.url(), 3), (&green.url(), 1)])
         .await
         .json();
     let revived_or_added =
         revived["revived"].as_array().unwrap().len() + revived["added"].as_array().unwrap().len();
     assert_eq!(revived_or_added, 1, "{revived}");
-    let listing = gw
-        .admin(Method::GET, "/admin/domains/*/upstreams", None, None)
-        .await
-        .json();
-    let blue_entry = listing
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|u| u["serviceLocation"] == blue.url())
-        .unwrap()
-        .clone();
+    let blue_entry = gw.upstream_entry(&blue.url()).await.expect("listed");
     assert_eq!(blue_entry["state"], "serving");
     assert_eq!(blue_entry["effectiveWeight"], 3.0);
     busy.abort();
@@ -323,7 +230,7 @@ async fn re_adding_a_draining_upstream_revives_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_put_changes_nothing_and_token_is_required() {
-    let (blue, green) = pair().await;
+    let (blue, green) = blue_and_green().await;
     // SAFETY of the env var: unique name, read once at start.
     let config = admin_config(
         &[(&blue.url(), 3), (&green.url(), 1)],
@@ -381,18 +288,12 @@ async fn invalid_put_changes_nothing_and_token_is_required() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watched_file_applies_edits_and_ignores_invalid_ones() {
-    let (blue, green) = pair().await;
+    let (blue, green) = blue_and_green().await;
     let dir = temp_dir("file-watch");
     let upstreams = dir.join("upstreams.json");
     std::fs::write(&upstreams, upstreams_json(&[(&blue.url(), 1)])).unwrap();
     let config_path = dir.join("buckler.json5");
-    std::fs::write(
-        &config_path,
-        r#"{ listen: "127.0.0.1:0", admin: { listen: "127.0.0.1:0" },
-             domains: [{ "domain-name": "*", "upstream-watcher": "file", "upstreams-file": "upstreams.json",
-                         "upstream-weighting": { "step-count": 1, "step-duration": "100ms" } }] }"#,
-    )
-    .unwrap();
+    std::fs::write(&config_path, watched_file_config("100ms")).unwrap();
     let gw = TestGateway::start_file(&config_path).await;
     gw.wait_ready().await;
     assert_eq!(count_batch(&gw, 10).await["blue"], 10);
@@ -428,21 +329,10 @@ async fn watched_file_applies_edits_and_ignores_invalid_ones() {
         (98..=102).contains(&kept["green"]),
         "previous set kept: {kept:?}"
     );
-    let listing = gw
-        .admin(Method::GET, "/admin/domains/*/upstreams", None, None)
-        .await
-        .json();
-    assert_eq!(listing.as_array().unwrap().len(), 2);
+    assert_eq!(gw.upstream_listing().await.len(), 2);
 
     // The admin API writes through to the file.
-    let put = gw
-        .admin(
-            Method::PUT,
-            "/admin/domains/*/upstreams",
-            None,
-            Some(&upstreams_json(&[(&green.url(), 1)])),
-        )
-        .await;
+    let put = gw.put_upstreams(&[(&green.url(), 1)]).await;
     assert_eq!(put.status, StatusCode::OK);
     let on_disk = std::fs::read_to_string(&upstreams).unwrap();
     assert!(
@@ -453,7 +343,7 @@ async fn watched_file_applies_edits_and_ignores_invalid_ones() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_reloads_under_load_fail_no_request() {
-    let (blue, green) = pair().await;
+    let (blue, green) = blue_and_green().await;
     let dir = temp_dir("reloads");
     let config_path = dir.join("buckler.json5");
     let write_config = |blue_weight: u32| {

@@ -98,6 +98,45 @@ pub fn temp_dir(name: &str) -> TempDir {
     TempDir(dir)
 }
 
+/// The value of the first sample on a line starting with `prefix` (`name{labels}`) in
+/// `/metrics` text; 0 when there is none, as for a counter never incremented.
+pub fn metric_sample(metrics: &str, prefix: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|line| line.starts_with(prefix))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Two upstreams, "blue" and "green", each declaring `GET /w` and `GET /slow/{ms}`: what the
+/// weight, drain and fleet tests split traffic across.
+pub async fn blue_and_green() -> (FakeUpstream, FakeUpstream) {
+    let doc = |name: &str| {
+        Swagger2Doc::new(name, "1")
+            .op("get", "/w")
+            .op("get", "/slow/{ms}")
+            .to_json()
+    };
+    (
+        FakeUpstream::builder("blue").doc(doc("blue")).start().await,
+        FakeUpstream::builder("green")
+            .doc(doc("green"))
+            .start()
+            .await,
+    )
+}
+
+/// A config whose one domain reads its upstreams from `upstreams.json` beside the config
+/// file (`upstream-watcher: file`), with an admin listener and a one-step ramp of `step`.
+pub fn watched_file_config(step: &str) -> String {
+    format!(
+        r#"{{ listen: "127.0.0.1:0", admin: {{ listen: "127.0.0.1:0" }},
+             domains: [{{ "domain-name": "*", "upstream-watcher": "file", "upstreams-file": "upstreams.json",
+                         "upstream-weighting": {{ "step-count": 1, "step-duration": "{step}" }} }}] }}"#
+    )
+}
+
 /// A one-domain (`*`) config listening on 127.0.0.1:0; `domain_extra` is spliced into the
 /// domain object (JSON5, e.g. `"request-timeout": "300ms",`).
 pub fn config_text(upstreams: &[(&str, u32)], domain_extra: &str) -> String {
@@ -186,6 +225,42 @@ impl TestGateway {
             "gateway never became ready: {}",
             String::from_utf8_lossy(&self.get("/healthcheck").await.body)
         );
+    }
+
+    /// The one domain's upstreams as `GET /admin/domains/*/upstreams` lists them.
+    pub async fn upstream_listing(&self) -> Vec<serde_json::Value> {
+        match self
+            .admin(http::Method::GET, "/admin/domains/*/upstreams", None, None)
+            .await
+            .json()
+        {
+            serde_json::Value::Array(entries) => entries,
+            other => panic!("not a listing: {other}"),
+        }
+    }
+
+    /// The listing's entry for the upstream at `location`, if it is listed.
+    pub async fn upstream_entry(&self, location: &str) -> Option<serde_json::Value> {
+        self.upstream_listing()
+            .await
+            .into_iter()
+            .find(|entry| entry["serviceLocation"] == location)
+    }
+
+    /// `PUT /admin/domains/*/upstreams` with these `(location, weight)` pairs, no token.
+    pub async fn put_upstreams(&self, upstreams: &[(&str, u32)]) -> Reply {
+        self.admin(
+            http::Method::PUT,
+            "/admin/domains/*/upstreams",
+            None,
+            Some(&upstreams_json(upstreams)),
+        )
+        .await
+    }
+
+    /// `/metrics` as text.
+    pub async fn metrics(&self) -> String {
+        String::from_utf8_lossy(&self.get("/metrics").await.body).into_owned()
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -1,57 +1,12 @@
 //! The `buckler` binary: `check` output and exit codes, startup failures, and graceful
 //! shutdown on SIGTERM with a request in flight.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use buckler_testkit::{FakeUpstream, Swagger2Doc};
 
-fn buckler() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_buckler"))
-}
-
-/// A config file in a fresh temporary directory, removed again when the test ends.
-struct TempConfig {
-    path: PathBuf,
-}
-
-impl std::ops::Deref for TempConfig {
-    type Target = std::path::Path;
-    fn deref(&self) -> &std::path::Path {
-        &self.path
-    }
-}
-
-impl AsRef<std::ffi::OsStr> for TempConfig {
-    fn as_ref(&self) -> &std::ffi::OsStr {
-        self.path.as_os_str()
-    }
-}
-
-impl AsRef<std::path::Path> for TempConfig {
-    fn as_ref(&self) -> &std::path::Path {
-        &self.path
-    }
-}
-
-impl Drop for TempConfig {
-    fn drop(&mut self) {
-        if let Some(dir) = self.path.parent() {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
-}
-
-/// A fresh temporary file holding `text`.
-fn temp_config(name: &str, text: &str) -> TempConfig {
-    let dir = std::env::temp_dir().join(format!("buckler-cli-{}-{}", std::process::id(), name));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("buckler.json5");
-    std::fs::write(&path, text).unwrap();
-    TempConfig { path }
-}
+mod support;
+use support::{buckler, eventually, raw_get, temp_config, Running};
 
 #[test]
 fn check_accepts_a_valid_config() {
@@ -174,7 +129,7 @@ async fn sigterm_lets_in_flight_requests_finish_on_one_cpu() {
     sigterm_lets_in_flight_requests_finish_under(pinned).await;
 }
 
-async fn sigterm_lets_in_flight_requests_finish_under(mut buckler: Command) {
+async fn sigterm_lets_in_flight_requests_finish_under(buckler: Command) {
     let upstream = FakeUpstream::builder("slow")
         .doc(
             Swagger2Doc::new("slow", "1")
@@ -192,73 +147,27 @@ async fn sigterm_lets_in_flight_requests_finish_under(mut buckler: Command) {
             upstream.url()
         ),
     );
-    let mut child = buckler
-        .args(["run", "--config"])
-        .arg(&path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let addr = line.trim().rsplit(' ').next().unwrap().to_owned();
-    assert!(line.starts_with("buckler listening on"), "{line}");
-
-    // Wait until the route exists.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        if raw_get(&addr, "/healthcheck").starts_with("HTTP/1.1 200") {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "never ready");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let gateway = Running::start(buckler, &[], &path);
+    let addr = gateway.addr.clone();
+    gateway.wait_for("/healthcheck", "HTTP/1.1 200", "ready");
 
     let slow_addr = addr.clone();
     let seen = upstream.request_count();
     let slow = std::thread::spawn(move || raw_get(&slow_addr, "/slow/1500"));
     // SIGTERM only once the request is in flight: it has reached the upstream.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while upstream.request_count() == seen {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the slow request never left"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    eventually("the slow request left", || upstream.request_count() != seen);
+    gateway.signal("TERM");
 
     let reply = slow.join().unwrap();
     assert!(
         reply.starts_with("HTTP/1.1 200"),
         "in-flight request finished: {reply}"
     );
-    let status = child.wait().unwrap();
-    assert!(status.success(), "exit 0 after SIGTERM: {status:?}");
+    gateway.expect_clean_exit();
     assert!(
         std::net::TcpStream::connect(&addr).is_err(),
         "no longer accepting"
     );
-}
-
-fn raw_get(addr: &str, path: &str) -> String {
-    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
-        return String::new();
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    let _ = write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    );
-    let mut out = String::new();
-    let _ = stream.read_to_string(&mut out);
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -278,60 +187,26 @@ async fn sighup_reloads_and_a_broken_file_changes_nothing() {
         )
     };
     let path = temp_config("sighup", &config(&first.url()));
-    let mut child = buckler()
-        .args(["run", "--config"])
-        .arg(&path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let addr = line.trim().rsplit(' ').next().unwrap().to_owned();
-    let who = |addr: &str| raw_get(addr, "/who");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !who(&addr).contains("\"upstream\":\"first\"") {
-        assert!(std::time::Instant::now() < deadline, "first never served");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let pid = child.id().to_string();
+    let gateway = Running::start(buckler(), &[], &path);
+    gateway.wait_for("/who", "\"upstream\":\"first\"", "first served");
 
-    std::fs::write(&path, "{ domains: [ broken").unwrap();
-    assert!(Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .unwrap()
-        .success());
+    path.write("{ domains: [ broken");
+    gateway.signal("HUP");
     // The rejection is counted once the reload has run; until then nothing could change.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !raw_get(&addr, "/metrics").contains("buckler_config_reloads_total{result=\"error\"} 1") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the broken reload was never counted"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    gateway.wait_for(
+        "/metrics",
+        "buckler_config_reloads_total{result=\"error\"} 1",
+        "the broken reload counted",
+    );
     assert!(
-        who(&addr).contains("\"upstream\":\"first\""),
+        gateway.get("/who").contains("\"upstream\":\"first\""),
         "a broken file changes nothing"
     );
 
-    std::fs::write(&path, config(&second.url())).unwrap();
-    assert!(Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !who(&addr).contains("\"upstream\":\"second\"") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "SIGHUP reload never applied"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let metrics = raw_get(&addr, "/metrics");
+    path.write(&config(&second.url()));
+    gateway.signal("HUP");
+    gateway.wait_for("/who", "\"upstream\":\"second\"", "SIGHUP reload applied");
+    let metrics = gateway.get("/metrics");
     assert!(
         metrics.contains("buckler_config_reloads_total{result=\"error\"} 1"),
         "{metrics}"
@@ -340,12 +215,7 @@ async fn sighup_reloads_and_a_broken_file_changes_nothing() {
         metrics.contains("buckler_config_reloads_total{result=\"ok\"} 1"),
         "{metrics}"
     );
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    assert!(child.wait().unwrap().success());
+    gateway.stop();
 }
 
 /// `check` and `run` refuse a key that is not built yet with the same line
@@ -457,31 +327,12 @@ fn the_example_config_passes_check_and_starts() {
     let path = temp_config("example", &moved);
     std::fs::copy(
         format!("{shipped}/upstreams.json"),
-        path.parent().unwrap().join("upstreams.json"),
+        path.dir().join("upstreams.json"),
     )
     .unwrap();
-    let mut child = buckler()
-        .args(["run", "--config"])
-        .arg(&path)
-        .env("BUCKLER_ADMIN_TOKEN", "example-token")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    if !line.starts_with("buckler listening on") {
-        let status = child.wait().unwrap();
-        panic!("the example did not start ({status:?}): {line}");
-    }
-    let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    assert!(child.wait().unwrap().success());
+    let mut command = buckler();
+    command.env("BUCKLER_ADMIN_TOKEN", "example-token");
+    Running::start(command, &[], &path).stop();
 }
 
 /// A reload refuses what `check` refuses: the old table stays and the error is counted.
@@ -499,45 +350,18 @@ async fn a_reload_refuses_a_key_that_is_not_built_yet() {
         )
     };
     let path = temp_config("reload-unbuilt", &config(""));
-    let mut child = buckler()
-        .args(["run", "--config"])
-        .arg(&path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let addr = line.trim().rsplit(' ').next().unwrap().to_owned();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !raw_get(&addr, "/who").starts_with("HTTP/1.1 200") {
-        assert!(std::time::Instant::now() < deadline, "never served");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::fs::write(&path, config(r#""upstream-weighting": { guard: {} },"#)).unwrap();
-    let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !raw_get(&addr, "/metrics").contains("buckler_config_reloads_total{result=\"error\"} 1") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the reload was not refused"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let gateway = Running::start(buckler(), &[], &path);
+    gateway.wait_for("/who", "HTTP/1.1 200", "served");
+    path.write(&config(r#""upstream-weighting": { guard: {} },"#));
+    gateway.signal("HUP");
+    gateway.wait_for(
+        "/metrics",
+        "buckler_config_reloads_total{result=\"error\"} 1",
+        "the reload refused",
+    );
     assert!(
-        raw_get(&addr, "/who").starts_with("HTTP/1.1 200"),
+        gateway.get("/who").starts_with("HTTP/1.1 200"),
         "the old table stays: no key check appeared"
     );
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    assert!(child.wait().unwrap().success());
+    gateway.stop();
 }

@@ -1,48 +1,18 @@
 //! `workers`: the runtime the binary builds has as many request-serving threads as asked
 //! for, as the runtime itself counts them (`buckler_runtime_workers` on `/metrics`).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Command, Stdio};
-use std::time::Duration;
+mod support;
+use support::{buckler, temp_config, Running};
 
 /// Starts `buckler run` on `workers_line`'s config and returns the runtime's worker count.
 fn runtime_workers(name: &str, workers_line: &str) -> String {
-    let dir = std::env::temp_dir().join(format!("buckler-workers-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("buckler.json5");
-    std::fs::write(
-        &path,
-        format!(
+    let path = temp_config(
+        &format!("workers-{name}"),
+        &format!(
             r#"{{ listen: "127.0.0.1:0", {workers_line} domains: [{{ "domain-name": "*", upstreams: [] }}] }}"#
         ),
-    )
-    .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_buckler"))
-        .args(["run", "--config"])
-        .arg(&path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line.trim().rsplit(' ').next().unwrap().to_owned();
-    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        stream,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut reply = String::new();
-    let _ = stream.read_to_string(&mut reply);
-    let _ = child.kill();
-    let _ = child.wait();
-    let _ = std::fs::remove_dir_all(&dir);
+    );
+    let reply = Running::start(buckler(), &[], &path).get("/metrics");
     reply
         .lines()
         .find_map(|l| l.strip_prefix("buckler_runtime_workers "))
@@ -71,48 +41,20 @@ fn auto_runs_one_thread_per_cpu_allowed() {
 /// kernel gives it to, and the second worker is a thread of its own.
 #[test]
 fn per_worker_runtimes_share_the_port_and_serve_every_connection() {
-    let dir = std::env::temp_dir().join(format!("buckler-workers-{}-reuse", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("buckler.json5");
-    std::fs::write(
-        &path,
+    let path = temp_config(
+        "workers-reuse",
         r#"{ listen: "127.0.0.1:0", workers: 2, domains: [{ "domain-name": "*", upstreams: [] }] }"#,
-    )
-    .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_buckler"))
-        .args(["run", "--runtime", "per-worker", "--config"])
-        .arg(&path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line.trim().rsplit(' ').next().unwrap().to_owned();
+    );
+    let gateway = Running::start(buckler(), &["--runtime", "per-worker"], &path);
     for _ in 0..40 {
-        let mut stream = std::net::TcpStream::connect(&addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        write!(
-            stream,
-            "GET /healthcheck HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut reply = String::new();
-        let _ = stream.read_to_string(&mut reply);
+        let reply = gateway.get("/healthcheck");
         assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
     }
-    let threads: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", child.id()))
+    let threads: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", gateway.child.id()))
         .unwrap()
         .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
         .map(|name| name.trim().to_owned())
         .collect();
-    let _ = child.kill();
-    let _ = child.wait();
-    let _ = std::fs::remove_dir_all(&dir);
     assert!(
         threads.iter().any(|name| name == "buckler-wrk-1"),
         "no second worker thread: {threads:?}"
