@@ -341,6 +341,54 @@ async fn the_retry_budget_bounds_retries_in_flight() {
     assert_eq!(failed as f64, refused, "{statuses:?}");
 }
 
+/// An upstream that dies with more requests on it than the budget has room for: their
+/// retries take turns within the budget (each lasts a moment on the live upstream) and no
+/// GET fails, while no more than the budget's 3 retries are ever in flight at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_dying_under_many_requests_fails_no_get() {
+    let alive = FaultUpstream::start("alive", doc("alive")).await;
+    let doomed = FaultUpstream::start("doomed", doc("doomed")).await;
+    let gw = TestGateway::start_ready(&config_text(
+        &[(&alive.url(), 1), (&doomed.url(), 3)],
+        r#"retry: { attempts: 1, "budget-percent": 0 },"#,
+    ))
+    .await;
+    doomed.set_fault(Fault::HangBeforeHead);
+    let gw = std::sync::Arc::new(gw);
+    let tasks: Vec<_> = (0..24)
+        .map(|_| {
+            let gw = gw.clone();
+            tokio::spawn(async move { gw.get("/a").await.status })
+        })
+        .collect();
+    // Most of them hang on the doomed upstream; then it dies, closing every connection.
+    assert_eventually!(
+        doomed.requests().len() >= 8,
+        "requests reached the doomed upstream"
+    );
+    let stuck = doomed.requests().len();
+    drop(doomed);
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.unwrap());
+    }
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::OK),
+        "every GET retried: {statuses:?}"
+    );
+    let m = gw.metrics().await;
+    let sent = metric_sample(&m, "buckler_retries_total{domain=\"*\",outcome=\"sent\"}");
+    assert!(sent >= stuck as f64, "{stuck} stuck requests retried: {m}");
+    assert_eq!(
+        metric_sample(
+            &m,
+            "buckler_retries_total{domain=\"*\",outcome=\"budget-exhausted\"}"
+        ),
+        0.0,
+        "{m}"
+    );
+}
+
 /// Finding 3: `request-timeout` counts from the request's last byte sent, so a slow, steady
 /// upload completes; finding 2: an upload that stops gets 408.
 #[tokio::test]

@@ -161,15 +161,23 @@ impl Forward {
             if !is_retryable(&outbound.method, prepared.replay(), failure.kind) {
                 return Err(failure.error);
             }
-            let Some((next, next_attempt)) = select::pick(group, selection, &tried)? else {
+            let Some(mut next_pick) = select::pick(group, selection, &tried)? else {
                 return Err(failure.error);
             };
-            let Some(retry) = in_flight.try_retry() else {
+            let Some(retry) = domain.resilience.retry_slot(&mut in_flight).await else {
                 if in_flight.retries_done() < domain.settings.retry.attempts {
                     domain.resilience.count_retry(false);
                 }
                 return Err(failure.error);
             };
+            if retry.waited() {
+                // Breakers and health may have moved while the retry waited for its place.
+                match select::pick(group, selection, &tried)? {
+                    Some(pick) => next_pick = pick,
+                    None => return Err(failure.error),
+                }
+            }
+            let (next, next_attempt) = next_pick;
             domain.resilience.count_retry(true);
             tracing::debug!(
                 domain = %domain.settings.domain_name,

@@ -11,11 +11,13 @@ pub(crate) mod framing;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use buckler_config::{CircuitBreakerConfig, DomainConfig, RetryConfig};
+use buckler_policy::retry::{RequestInFlight, RetryInFlight};
 use buckler_policy::{BreakerConfig, BreakerState, CircuitBreaker, RetryBudget, UpstreamBreakers};
+use tokio::sync::Notify;
 
 /// The breaker settings of a domain's `circuit-breaker`.
 pub(crate) fn breaker_config(config: &CircuitBreakerConfig) -> BreakerConfig {
@@ -126,8 +128,39 @@ impl CandidateBreakers {
 pub(crate) struct DomainResilience {
     config: RetryConfig,
     pub(crate) budget: Arc<RetryBudget>,
+    /// Signalled each time a retry gives its place in the budget back.
+    retry_freed: Notify,
     pub(crate) retried: AtomicU64,
     pub(crate) budget_exhausted: AtomicU64,
+}
+
+/// How long a retry waits for room in a full budget before the request fails with its
+/// first error. A retry to a healthy upstream ends in about a millisecond, so when an
+/// upstream dies with many requests on it, their retries take turns within the budget
+/// instead of failing; a budget still full after this long means the other upstreams are
+/// slow or failing too, and then failing fast is better than holding the client.
+pub(crate) const RETRY_SLOT_WAIT: Duration = Duration::from_millis(250);
+
+/// A retry's place in the budget; giving it back wakes one retry waiting for a place.
+pub(crate) struct RetrySlot<'a> {
+    slot: Option<RetryInFlight>,
+    freed: &'a Notify,
+    waited: bool,
+}
+
+impl RetrySlot<'_> {
+    /// Whether the retry had to wait for its place (the upstreams' states may have moved).
+    pub(crate) fn waited(&self) -> bool {
+        self.waited
+    }
+}
+
+impl Drop for RetrySlot<'_> {
+    fn drop(&mut self) {
+        // The place is given back first, so the retry woken below finds it free.
+        self.slot.take();
+        self.freed.notify_one();
+    }
 }
 
 impl DomainResilience {
@@ -151,9 +184,38 @@ impl DomainResilience {
                 settings.retry.attempts,
                 settings.retry.budget_percent,
             )),
+            retry_freed: Notify::new(),
             retried: AtomicU64::new(carried(|p| &p.retried)),
             budget_exhausted: AtomicU64::new(carried(|p| &p.budget_exhausted)),
         })
+    }
+
+    /// A place in the retry budget for one more retry of `request`: at once when there is
+    /// room, else the first place given back within [`RETRY_SLOT_WAIT`]. `None` when the
+    /// request has used its `attempts` or no place came free in time.
+    pub(crate) async fn retry_slot(&self, request: &mut RequestInFlight) -> Option<RetrySlot<'_>> {
+        if request.retries_done() >= self.budget.attempts() {
+            return None;
+        }
+        let deadline = tokio::time::Instant::now() + RETRY_SLOT_WAIT;
+        let mut waited = false;
+        loop {
+            // Registered before looking, so a place given back in between is not missed.
+            let freed = self.retry_freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if let Some(slot) = request.try_retry() {
+                return Some(RetrySlot {
+                    slot: Some(slot),
+                    freed: &self.retry_freed,
+                    waited,
+                });
+            }
+            if tokio::time::timeout_at(deadline, freed).await.is_err() {
+                return None;
+            }
+            waited = true;
+        }
     }
 
     /// Counts a retry sent (`true`) or refused by the budget (`false`).
