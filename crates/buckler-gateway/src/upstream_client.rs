@@ -140,3 +140,60 @@ fn protocol_of(protocol: buckler_config::UpstreamProtocol) -> UpstreamProtocol {
         buckler_config::UpstreamProtocol::H2c => UpstreamProtocol::H2c,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn domain(extra: &str) -> DomainConfig {
+        let text = format!(r#"{{ domains: [{{ "domain-name": "*", {extra} upstreams: [] }}] }}"#);
+        buckler_config::parse(&text, std::path::Path::new("/etc/buckler/gw.json5"))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .domains
+            .remove(0)
+    }
+
+    #[tokio::test]
+    async fn equal_settings_keep_the_pool_and_a_changed_key_moves_to_another() {
+        let client = HttpUpstreamClient::new();
+        let first = DomainClient::build(&client, &domain(""), None).unwrap();
+        let again = DomainClient::build(&client, &domain(""), Some(&first)).unwrap();
+        assert!(first.same_pool(&again));
+        assert_eq!(first.settings.connect_timeout, std::time::Duration::from_secs(2));
+        for extra in [
+            r#""connect-timeout": "1s","#,
+            r#""upstream-protocol": "h2c","#,
+            r#""upstream-protocol": "http1","#,
+        ] {
+            let other = DomainClient::build(&client, &domain(extra), Some(&first)).unwrap();
+            assert!(!first.same_pool(&other), "{extra}");
+        }
+        let h2c = DomainClient::build(&client, &domain(r#""upstream-protocol": "h2c","#), None);
+        assert_eq!(h2c.unwrap().settings.protocol, UpstreamProtocol::H2c);
+    }
+
+    #[tokio::test]
+    async fn a_bad_bundle_is_an_error_naming_the_key_and_the_file() {
+        let client = HttpUpstreamClient::new();
+        let missing = DomainClient::build(&client, &domain(r#""upstream-ca": "nope.pem","#), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            missing.starts_with("upstream-ca: /etc/buckler/nope.pem: cannot read"),
+            "{missing}"
+        );
+        let dir = std::env::temp_dir().join(format!("buckler-ca-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ca.pem");
+        std::fs::write(&path, "no certificate here\n").unwrap();
+        let extra = format!("\"upstream-ca\": {:?},", path.display().to_string());
+        let empty = DomainClient::build(&client, &domain(&extra), None)
+            .unwrap_err()
+            .to_string();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            empty.starts_with(&format!("upstream-ca: {}: no PEM certificate", path.display())),
+            "{empty}"
+        );
+    }
+}
