@@ -234,7 +234,10 @@ async fn an_https_upstream_whose_certificate_does_not_verify_never_serves() {
         gw.get("/healthcheck").await.status,
         StatusCode::SERVICE_UNAVAILABLE
     );
-    assert!(upstream.versions().is_empty(), "nothing reached the upstream");
+    assert!(
+        upstream.versions().is_empty(),
+        "nothing reached the upstream"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -262,9 +265,11 @@ async fn upstream_protocol_http1_forces_http1_on_an_h2_capable_https_upstream() 
 async fn upstream_protocol_h2c_reaches_an_h2c_only_upstream() {
     let upstream = ProtoUpstream::start(None, Speaks::H2Only).await;
     let location = format!("http://{}", upstream.addr);
-    let gw =
-        TestGateway::start_ready(&config_text(&[(&location, 1)], "\"upstream-protocol\": \"h2c\","))
-            .await;
+    let gw = TestGateway::start_ready(&config_text(
+        &[(&location, 1)],
+        "\"upstream-protocol\": \"h2c\",",
+    ))
+    .await;
     let reply = gw.get("/proto").await;
     assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
     assert_eq!(upstream.versions(), vec![Version::HTTP_2]);

@@ -73,11 +73,7 @@ async fn run(client: UpstreamPool, handle: Arc<UpstreamHandle>, config: HealthCh
 }
 
 /// One check: a 2xx answer, its body read whole, within `timeout`.
-async fn probe(
-    client: &UpstreamPool,
-    handle: &UpstreamHandle,
-    config: &HealthCheckConfig,
-) -> bool {
+async fn probe(client: &UpstreamPool, handle: &UpstreamHandle, config: &HealthCheckConfig) -> bool {
     let Some(base) = &handle.http_base else {
         return true;
     };

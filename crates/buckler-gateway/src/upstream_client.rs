@@ -13,7 +13,9 @@ use std::sync::{Arc, OnceLock};
 
 use buckler_config::DomainConfig;
 use buckler_tls::{ClientTlsError, SystemRoots};
-use buckler_upstream::{HttpUpstreamClient, UpstreamClientSettings, UpstreamPool, UpstreamProtocol};
+use buckler_upstream::{
+    HttpUpstreamClient, UpstreamClientSettings, UpstreamPool, UpstreamProtocol,
+};
 
 /// The platform's trust anchors, read on first need (only a domain with `upstream-ca` needs
 /// them here; the shared client reads its own for the others).
@@ -159,7 +161,10 @@ mod tests {
         let first = DomainClient::build(&client, &domain(""), None).unwrap();
         let again = DomainClient::build(&client, &domain(""), Some(&first)).unwrap();
         assert!(first.same_pool(&again));
-        assert_eq!(first.settings.connect_timeout, std::time::Duration::from_secs(2));
+        assert_eq!(
+            first.settings.connect_timeout,
+            std::time::Duration::from_secs(2)
+        );
         for extra in [
             r#""connect-timeout": "1s","#,
             r#""upstream-protocol": "h2c","#,
@@ -192,7 +197,10 @@ mod tests {
             .to_string();
         let _ = std::fs::remove_dir_all(&dir);
         assert!(
-            empty.starts_with(&format!("upstream-ca: {}: no PEM certificate", path.display())),
+            empty.starts_with(&format!(
+                "upstream-ca: {}: no PEM certificate",
+                path.display()
+            )),
             "{empty}"
         );
     }
