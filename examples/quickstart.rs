@@ -1,12 +1,15 @@
 //! `cargo run --release --example quickstart`: starts two demo Swagger 2 services (blue v1 and
 //! green v2) and a Lambda function behind a local Invoke API on loopback, then Buckler in
 //! front of them from `gateway-config/quickstart.json5`, and prints commands to try —
-//! including a live weight ramp. `-- --smoke` checks the whole setup and exits (used by CI).
+//! including a live weight ramp. It adds an HTTPS listener on 127.0.0.1:8443 with a
+//! self-signed certificate for `localhost` made at first run (kept in the system's temporary
+//! directory). `-- --smoke` checks the whole setup and exits (used by CI).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -90,7 +93,9 @@ async fn quickstart(smoke: bool) -> Result<(), String> {
         .await;
     let lambda = FakeLambda::start_on(addr(port(9003))).await;
     let (Ok(blue), Ok(green), Ok(lambda)) = (blue, green, lambda) else {
-        return Err("ports 8080, 9001, 9002, 9003 and 9901 must be free for the demo".to_owned());
+        return Err(
+            "ports 8080, 8443, 9001, 9002, 9003 and 9901 must be free for the demo".to_owned(),
+        );
     };
     lambda.function("echo", |call| {
         let envelope = call.json();
@@ -105,6 +110,19 @@ async fn quickstart(smoke: bool) -> Result<(), String> {
             "headers": [["content-type", "application/json"], ["x-upstream", "lambda"]],
             "body": B64.encode(body.to_string()),
         }))
+    });
+    // HTTPS beside plain HTTP: the certificate made at first run (a fresh one per smoke run).
+    let tls_dir = if smoke {
+        std::env::temp_dir().join(format!("buckler-quickstart-smoke-{}", std::process::id()))
+    } else {
+        std::env::temp_dir().join("buckler-quickstart")
+    };
+    let (cert, key) = self_signed_certificate(&tls_dir)?;
+    config.tls = Some(buckler_config::TlsConfig {
+        listen: vec![addr(port(8443))],
+        cert: cert.clone(),
+        key,
+        min_version: buckler_config::TlsVersion::default(),
     });
     if smoke {
         config.listen = vec![addr(0)];
@@ -132,8 +150,10 @@ async fn quickstart(smoke: bool) -> Result<(), String> {
         "http://{}",
         gateway.admin_addr().ok_or("no admin listener")?
     );
+    let https_addr = *gateway.tls_addrs().first().ok_or("no HTTPS listener")?;
+    let https = format!("https://localhost:{}", https_addr.port());
     let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
-    println!("Buckler is listening on {base} (admin API on {admin}).");
+    println!("Buckler is listening on {base} and {https} (admin API on {admin}).");
     println!("Demo upstreams: blue v1 (weight 3) at {}, green v2 (weight 1) at {}, Lambda `echo` via {}.", blue.url(), green.url(), lambda.endpoint());
 
     wait_ready(&client, &base).await?;
@@ -169,6 +189,11 @@ async fn quickstart(smoke: bool) -> Result<(), String> {
         }
         if status != 200 || !String::from_utf8_lossy(&body).contains("\"answered-by\":\"lambda\"") {
             return Err(format!("smoke: lambda answered {status}"));
+        }
+        let status = https_get(https_addr, &cert, "/hello").await?;
+        let _ = std::fs::remove_dir_all(&tls_dir);
+        if status != 200 {
+            return Err(format!("smoke: GET /hello over HTTPS answered {status}"));
         }
         let (status, _) = call(
             &client,
@@ -214,6 +239,10 @@ async fn quickstart(smoke: bool) -> Result<(), String> {
     );
     println!("  curl -si -X DELETE {base}/hello            # 405 with Allow");
     println!("  curl -si -X POST {base}/orders -H 'content-type: text/plain' -d hi   # 415");
+    println!(
+        "  curl -s --cacert {} {https}/hello   # HTTPS (HTTP/2 by ALPN with --http2)",
+        cert.display()
+    );
     println!("  curl -s {base}/healthcheck                 # upstream states, weights, endpoints");
     println!("  curl -s {base}/metrics                     # Prometheus metrics");
     println!("  for i in $(seq 100); do curl -s {base}/hello | grep -o '\"upstream\":\"[a-z0-9-]*\"'; done | sort | uniq -c");
@@ -251,6 +280,62 @@ async fn call(
         .map_err(|e| e.to_string())?
         .to_bytes();
     Ok((status, body))
+}
+
+/// `DIR/localhost.pem` and `DIR/localhost.key`: a self-signed certificate for `localhost` and
+/// 127.0.0.1, made when the files are not there yet (so `curl --cacert` keeps working across
+/// runs).
+fn self_signed_certificate(dir: &Path) -> Result<(PathBuf, PathBuf), String> {
+    let (cert, key) = (dir.join("localhost.pem"), dir.join("localhost.key"));
+    if cert.exists() && key.exists() {
+        return Ok((cert, key));
+    }
+    let made =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .map_err(|e| format!("making a certificate: {e}"))?;
+    let write = |path: &Path, text: String| {
+        std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+    };
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    write(&key, made.signing_key.serialize_pem())?;
+    write(&cert, made.cert.pem())?;
+    Ok((cert, key))
+}
+
+/// `GET path` over HTTPS to `addr` as `localhost`, trusting the certificate at `cert`; the
+/// status.
+async fn https_get(addr: SocketAddr, cert: &Path, path: &str) -> Result<u16, String> {
+    use rustls::pki_types::pem::PemObject;
+    let fail = |e: &dyn std::fmt::Display| format!("HTTPS GET {path}: {e}");
+    let mut roots = rustls::RootCertStore::empty();
+    let der = rustls::pki_types::CertificateDer::from_pem_file(cert).map_err(|e| fail(&e))?;
+    roots.add(der).map_err(|e| fail(&e))?;
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| fail(&e))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| fail(&e))?;
+    let name = rustls::pki_types::ServerName::try_from("localhost").map_err(|e| fail(&e))?;
+    let stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| fail(&e))?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| fail(&e))?;
+    tokio::spawn(connection);
+    let request = http::Request::get(path)
+        .header(http::header::HOST, "localhost")
+        .body(Full::<Bytes>::default())
+        .map_err(|e| fail(&e))?;
+    let response = sender.send_request(request).await.map_err(|e| fail(&e))?;
+    Ok(response.status().as_u16())
 }
 
 async fn wait_ready(client: &HttpClient, base: &str) -> Result<(), String> {

@@ -66,10 +66,10 @@ pub const KEYS: &[(&str, bool)] = &[
     ("domains[].circuit-breaker", true),
     ("domains[].health-check", true),
     ("domains[].retry", true),
+    ("domains[].connect-timeout", true),
+    ("domains[].upstream-ca", true),
+    ("domains[].upstream-protocol", true),
     // Not built yet; each names the issue that builds it.
-    ("domains[].connect-timeout", false),          // issue 30
-    ("domains[].upstream-ca", false),              // issue 30
-    ("domains[].upstream-protocol", false),        // issue 30
     ("domains[].upstream-weighting.guard", false), // SPEC §14, the ramp guard
 ];
 

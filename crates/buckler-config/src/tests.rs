@@ -625,24 +625,6 @@ fn the_gate_refuses_every_key_that_is_not_built_yet() {
         ("workers: 2,", "", "workers", "workers"),
         (
             "",
-            "\"connect-timeout\": \"2s\",",
-            "domains[0].connect-timeout",
-            "\"connect-timeout\"",
-        ),
-        (
-            "",
-            "\"upstream-ca\": \"ca.pem\",",
-            "domains[0].upstream-ca",
-            "\"upstream-ca\"",
-        ),
-        (
-            "",
-            "\"upstream-protocol\": \"auto\",",
-            "domains[0].upstream-protocol",
-            "\"upstream-protocol\"",
-        ),
-        (
-            "",
             "\"upstream-weighting\": { \"step-count\": 10, guard: {} },",
             "domains[0].upstream-weighting.guard",
             "guard",
@@ -706,6 +688,8 @@ fn the_gate_lets_through_what_asks_for_nothing_and_what_is_built() {
                "upstream-watcher": "static", upstreams: [],
                "middleware-chain": [], middleware: {}, listeners: [], "listener-config": {}, kvstores: {},
                "health-check": null, "upstream-ca": null },
+             { "domain-name": "b", "connect-timeout": "1s", "upstream-ca": "ca.pem",
+               "upstream-protocol": "h2c" },
                { "domain-name": "f", "upstream-watcher": "file", "upstreams-file": "u.json" }] }"#,
         Path::new("g"),
     );

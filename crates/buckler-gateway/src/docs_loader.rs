@@ -11,7 +11,7 @@ use arc_swap::ArcSwap;
 use buckler_config::{Paths, ServiceType};
 use buckler_docs::Limits;
 use buckler_route::{MediaType, PathTemplate};
-use buckler_upstream::{Fetched, HttpUpstreamClient, LambdaInvoker};
+use buckler_upstream::{Fetched, LambdaInvoker, UpstreamPool};
 
 use crate::docs_cache::DocsCache;
 use crate::publish::Publisher;
@@ -41,7 +41,7 @@ async fn load_docs(
     etag: &mut Option<String>,
 ) -> Result<Option<Arc<UpstreamDocs>>, String> {
     let limits = env.limits;
-    let (client, paths, cache) = (&env.client, &env.paths, &env.docs_cache);
+    let (pool, paths, cache) = (&env.pool, &env.paths, &env.docs_cache);
     if let Some(target) = &upstream.lambda_target {
         let lambda = env.lambda.load_full();
         let bytes =
@@ -66,20 +66,18 @@ async fn load_docs(
     let fetch = |path: String| {
         let url = format!("{root}{path}");
         async move {
-            client
-                .fetch_document(&url, FETCH_TIMEOUT, limits.max_bytes)
+            pool.fetch_document(&url, FETCH_TIMEOUT, limits.max_bytes)
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(|e| describe(&e))
         }
     };
     // Only a document that parsed keeps its ETag: a 304 must never stand for a bad one.
     let conditional = |path: String, etag: Option<String>| {
         let url = format!("{root}{path}");
         async move {
-            client
-                .fetch_document_if_changed(&url, FETCH_TIMEOUT, limits.max_bytes, etag.as_deref())
+            pool.fetch_document_if_changed(&url, FETCH_TIMEOUT, limits.max_bytes, etag.as_deref())
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(|e| describe(&e))
         }
     };
     let service_type = upstream.spec.service_type;
@@ -175,7 +173,9 @@ pub fn routable(model: &openapiv3::OpenAPI, digest: DocsDigest) -> Result<Upstre
 /// shared parsed docs, and the publisher to ask for a table with new endpoints.
 #[derive(Debug)]
 pub(crate) struct LoaderEnv {
-    pub(crate) client: HttpUpstreamClient,
+    /// The domain's upstream pool: documents are fetched as requests are sent (same trust,
+    /// protocol and connect timeout).
+    pub(crate) pool: UpstreamPool,
     pub(crate) lambda: Arc<ArcSwap<LambdaInvoker>>,
     pub(crate) docs_cache: Arc<DocsCache>,
     pub(crate) publisher: Arc<Publisher>,
@@ -183,6 +183,23 @@ pub(crate) struct LoaderEnv {
     pub(crate) refresh: Duration,
     /// The caps `docs-limits` sets on one document.
     pub(crate) limits: Limits,
+}
+
+/// `error` with every cause below it, so a `docsError` says why a connect failed (refused,
+/// timed out, certificate not verified) and not only that it did. A cause already spelled out
+/// by the message above it is not repeated.
+fn describe(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(current) = cause {
+        let part = current.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        cause = current.source();
+    }
+    text
 }
 
 /// The parser's caps from the configuration's `docs-limits`.

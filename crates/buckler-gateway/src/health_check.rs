@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use buckler_config::HealthCheckConfig;
 use buckler_policy::{HealthChange, HealthThresholds, HealthTracker};
-use buckler_upstream::{empty_body, HttpUpstreamClient};
+use buckler_upstream::{empty_body, UpstreamPool};
 use http::uri::PathAndQuery;
 use http::{Method, Request, Uri};
 use http_body_util::BodyExt;
@@ -16,10 +16,10 @@ use tokio::task::AbortHandle;
 use crate::upstream::UpstreamHandle;
 
 /// Starts probing `handle` when the domain has `health-check` and the upstream is reached over
-/// HTTP; `None` otherwise. Aborting the task (health checks turned off, upstream removed)
+/// HTTP (through the domain's pool); `None` otherwise. Aborting the task (health checks turned off, upstream removed)
 /// gives the upstream back to selection.
 pub(crate) fn spawn(
-    client: &HttpUpstreamClient,
+    client: &UpstreamPool,
     handle: &Arc<UpstreamHandle>,
     config: Option<&HealthCheckConfig>,
 ) -> Option<AbortHandle> {
@@ -37,7 +37,7 @@ impl Drop for Verdict {
     }
 }
 
-async fn run(client: HttpUpstreamClient, handle: Arc<UpstreamHandle>, config: HealthCheckConfig) {
+async fn run(client: UpstreamPool, handle: Arc<UpstreamHandle>, config: HealthCheckConfig) {
     let verdict = Verdict(handle);
     let handle = &verdict.0;
     let tracker = HealthTracker::new(HealthThresholds {
@@ -73,11 +73,7 @@ async fn run(client: HttpUpstreamClient, handle: Arc<UpstreamHandle>, config: He
 }
 
 /// One check: a 2xx answer, its body read whole, within `timeout`.
-async fn probe(
-    client: &HttpUpstreamClient,
-    handle: &UpstreamHandle,
-    config: &HealthCheckConfig,
-) -> bool {
+async fn probe(client: &UpstreamPool, handle: &UpstreamHandle, config: &HealthCheckConfig) -> bool {
     let Some(base) = &handle.http_base else {
         return true;
     };

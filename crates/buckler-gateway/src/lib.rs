@@ -32,6 +32,7 @@ mod shutdown;
 mod spec;
 pub mod table;
 pub mod upstream;
+mod upstream_client;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

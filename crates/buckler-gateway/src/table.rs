@@ -41,6 +41,10 @@ pub struct DomainTable {
     pub(crate) resilience: Arc<crate::resilience::DomainResilience>,
     /// The domain's middleware, stores and listeners, built once per configuration.
     pub(crate) middleware: Arc<DomainMiddleware>,
+    /// The pool its HTTP upstreams are reached through (`connect-timeout`, `upstream-ca`,
+    /// `upstream-protocol`); `None` (tables built with [`DomainInput::new`]): the shared
+    /// client's default pool.
+    pub(crate) pool: Option<buckler_upstream::UpstreamPool>,
 }
 
 /// The upstreams that serve one (template, method), with their weighted picker.
@@ -88,6 +92,8 @@ pub struct DomainInput<'a> {
     pub(crate) resilience: Arc<crate::resilience::DomainResilience>,
     /// The domain's middleware and listeners (none with [`DomainInput::new`]).
     pub(crate) middleware: Arc<DomainMiddleware>,
+    /// The domain's upstream pool (none with [`DomainInput::new`]: the default pool).
+    pub(crate) pool: Option<buckler_upstream::UpstreamPool>,
 }
 
 impl<'a> DomainInput<'a> {
@@ -104,6 +110,7 @@ impl<'a> DomainInput<'a> {
             local_stats,
             resilience: crate::resilience::DomainResilience::for_settings(None, settings),
             middleware: Arc::new(DomainMiddleware::empty(&settings.domain_name)),
+            pool: None,
         }
     }
 }
@@ -123,6 +130,7 @@ impl RuntimeTable {
                 local_stats: input.local_stats,
                 resilience: input.resilience,
                 middleware: input.middleware,
+                pool: input.pool,
             });
             if table.settings.domain_name == "*" {
                 wildcard = Some(table.clone());

@@ -31,7 +31,7 @@ use buckler_config::{Config, ConfigErrors, DomainConfig, Secret, UpstreamSpec};
 use buckler_discovery::{
     ChangeMeta, RejectReason, Revision, Snapshot, SourceEvent, SourceOptions, WriteError,
 };
-use buckler_upstream::{HttpUpstreamClient, LambdaInvoker};
+use buckler_upstream::{HttpUpstreamClient, LambdaInvoker, UpstreamPool};
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
@@ -42,6 +42,7 @@ use crate::middleware::{DomainMiddleware, MiddlewareError};
 use crate::publish::{self, Publish, Publisher};
 use crate::table::{DomainInput, RuntimeTable};
 use crate::upstream::{UpstreamHandle, UpstreamState};
+use crate::upstream_client::DomainClient;
 use plan::{Anchor, Current, Step};
 pub(crate) use sources::SourceView;
 use sources::{DomainSource, Opened};
@@ -62,6 +63,13 @@ pub enum SetupError {
         domain: String,
         #[source]
         source: MiddlewareError,
+    },
+    /// The domain's `upstream-ca` bundle cannot be read or used (the message names the file).
+    #[error("domain {domain}: {source}")]
+    UpstreamCa {
+        domain: String,
+        #[source]
+        source: crate::upstream_client::UpstreamCaError,
     },
 }
 
@@ -189,6 +197,8 @@ struct DomainState {
     resilience: Arc<crate::resilience::DomainResilience>,
     /// Middleware, stores and listeners of the configuration in force.
     middleware: Arc<DomainMiddleware>,
+    /// The pool its upstreams are reached through, for the configuration in force.
+    client: DomainClient,
 }
 
 /// One upstream of a domain with its ramp and background tasks.
@@ -243,6 +253,7 @@ impl Control {
         }
         let token = admin_token(&config)?;
         let middleware = build_middleware(&config, |_| None)?;
+        let clients = build_clients(&config, &client, |_| None)?;
         let control = Arc::new(Control {
             table: ArcSwap::from_pointee(RuntimeTable::build(
                 Arc::new(config.clone()),
@@ -275,10 +286,14 @@ impl Control {
         {
             let mut state = control.lock();
             let config = state.config.clone();
-            for ((settings, opened), middleware) in
-                config.domains.iter().zip(initial).zip(middleware)
+            for (((settings, opened), middleware), client) in config
+                .domains
+                .iter()
+                .zip(initial)
+                .zip(middleware)
+                .zip(clients)
             {
-                let domain = control.new_domain(settings, opened, middleware, &config);
+                let domain = control.new_domain(settings, opened, middleware, client, &config);
                 state.domains.push(domain);
             }
             control.store_sources(&state);
@@ -403,6 +418,7 @@ impl Control {
                 local_stats: domain.local_stats.clone(),
                 resilience: domain.resilience.clone(),
                 middleware: domain.middleware.clone(),
+                pool: Some(domain.client.pool().clone()),
             })
             .collect();
         let table = RuntimeTable::build(state.config.clone(), state.generation, inputs);
@@ -651,6 +667,20 @@ impl Control {
             }
             None => Vec::new(),
         };
+        // Each domain's upstream pool (reads `upstream-ca` files): a bad bundle refuses the
+        // reload, and the configuration in force keeps working.
+        let previous: Vec<(String, DomainClient)> = self
+            .lock()
+            .domains
+            .iter()
+            .map(|d| (d.settings.domain_name.clone(), d.client.clone()))
+            .collect();
+        let clients = build_clients(&config, &self.client, |name| {
+            previous
+                .iter()
+                .find(|(domain, _)| domain == name)
+                .map(|(_, client)| client)
+        })?;
         let mut state = self.lock();
         let middleware = build_middleware(&config, |name| {
             state
@@ -673,7 +703,13 @@ impl Control {
         state.config = config.clone();
         let mut old: Vec<DomainState> = std::mem::take(&mut state.domains);
         let mut kept = 0;
-        for ((settings, opened), middleware) in config.domains.iter().zip(opened).zip(middleware) {
+        for (((settings, opened), middleware), client) in config
+            .domains
+            .iter()
+            .zip(opened)
+            .zip(middleware)
+            .zip(clients)
+        {
             let existing = old
                 .iter()
                 .position(|d| d.settings.domain_name == settings.domain_name);
@@ -681,7 +717,14 @@ impl Control {
                 (Some(i), opened) => {
                     let mut domain = old.swap_remove(i);
                     domain.middleware = middleware;
-                    self.update_domain_settings(&mut domain, settings, paths_changed, &config);
+                    let pool_changed = !domain.client.same_pool(&client);
+                    domain.client = client;
+                    self.update_domain_settings(
+                        &mut domain,
+                        settings,
+                        paths_changed || pool_changed,
+                        &config,
+                    );
                     if let Some(opened) = opened {
                         self.attach_source(&mut domain, &opened, &config);
                     }
@@ -689,7 +732,7 @@ impl Control {
                     kept += 1;
                 }
                 (None, Some(opened)) => {
-                    let domain = self.new_domain(settings, opened, middleware, &config);
+                    let domain = self.new_domain(settings, opened, middleware, client, &config);
                     state.domains.push(domain);
                 }
                 (None, None) => unreachable!("a new domain's source is always opened"),
@@ -719,6 +762,7 @@ impl Control {
         settings: &DomainConfig,
         opened: Opened,
         middleware: Arc<DomainMiddleware>,
+        client: DomainClient,
         config: &Config,
     ) -> DomainState {
         let id = self.next_source_id.fetch_add(1, Ordering::Relaxed);
@@ -729,6 +773,7 @@ impl Control {
             source: DomainSource::attach(self, &settings.domain_name, id, &opened),
             resilience: crate::resilience::DomainResilience::for_settings(None, settings),
             middleware,
+            client,
         };
         if let Some(first) = &opened.first {
             self.execute(
@@ -758,13 +803,15 @@ impl Control {
     }
 
     /// Applies a domain's new settings. Ramps follow a new schedule (the caller re-opens the
-    /// source when the watcher changed); when where or how often docs are fetched changed, every upstream's loader
-    /// starts over with the new settings (an upstream keeps serving its last docs meanwhile).
+    /// source when the watcher changed); when where or how often docs are fetched changed, or
+    /// the pool they are fetched through (`fetch_changed`), every upstream's loader starts over
+    /// with the new settings (an upstream keeps serving its last docs meanwhile), and a new pool
+    /// restarts the health checks on it too.
     fn update_domain_settings(
         self: &Arc<Self>,
         domain: &mut DomainState,
         settings: &DomainConfig,
-        paths_changed: bool,
+        fetch_changed: bool,
         config: &Config,
     ) {
         let now = self.now();
@@ -773,7 +820,7 @@ impl Control {
             tracked.ramp.reschedule(schedule, now);
         }
         let refresh_changed = domain.settings.docs_refresh != settings.docs_refresh;
-        let health_changed = domain.settings.health_check != settings.health_check;
+        let health_changed = domain.settings.health_check != settings.health_check || fetch_changed;
         domain.resilience =
             crate::resilience::DomainResilience::for_settings(Some(&domain.resilience), settings);
         domain.settings = settings.clone();
@@ -782,13 +829,15 @@ impl Control {
                 if let Some(health) = tracked.health.take() {
                     health.abort();
                 }
-                tracked.health = self.spawn_health_check(&tracked.handle, settings);
+                tracked.health =
+                    self.spawn_health_check(&tracked.handle, settings, domain.client.pool());
             }
         }
-        if paths_changed || refresh_changed {
+        if fetch_changed || refresh_changed {
             for tracked in &mut domain.upstreams {
                 tracked.loader.abort();
-                tracked.loader = self.spawn_loader(&tracked.handle, settings, config);
+                tracked.loader =
+                    self.spawn_loader(&tracked.handle, settings, domain.client.pool(), config);
             }
         }
     }
@@ -833,8 +882,9 @@ impl Control {
                         take(&mut old, index).stop();
                     }
                     let handle = Arc::new(UpstreamHandle::new(spec, &domain.settings.domain_name));
-                    let loader = self.spawn_loader(&handle, &domain.settings, config);
-                    let health = self.spawn_health_check(&handle, &domain.settings);
+                    let pool = domain.client.pool();
+                    let loader = self.spawn_loader(&handle, &domain.settings, pool, config);
+                    let health = self.spawn_health_check(&handle, &domain.settings, pool);
                     upstreams.push(Tracked {
                         handle,
                         ramp,
@@ -894,10 +944,11 @@ impl Control {
         self: &Arc<Self>,
         handle: &Arc<UpstreamHandle>,
         settings: &DomainConfig,
+        pool: &UpstreamPool,
         config: &Config,
     ) -> AbortHandle {
         let env = LoaderEnv {
-            client: self.client.clone(),
+            pool: pool.clone(),
             lambda: self.lambda.clone(),
             docs_cache: self.docs_cache.clone(),
             publisher: self.publisher.clone(),
@@ -913,8 +964,9 @@ impl Control {
         &self,
         handle: &Arc<UpstreamHandle>,
         settings: &DomainConfig,
+        pool: &UpstreamPool,
     ) -> Option<AbortHandle> {
-        crate::health_check::spawn(&self.client, handle, settings.health_check.as_ref())
+        crate::health_check::spawn(pool, handle, settings.health_check.as_ref())
     }
 
     /// Drops a drained upstream (if it is still draining: it may have been revived).
@@ -1020,6 +1072,27 @@ fn build_middleware(
                     domain: settings.domain_name.clone(),
                     source,
                 })
+        })
+        .collect()
+}
+
+/// Every domain's upstream client for `config`, reusing from `previous(domain name)` the TLS
+/// configuration (and so the pool) when `upstream-ca` and `upstream-protocol` did not change.
+fn build_clients<'a>(
+    config: &Config,
+    client: &HttpUpstreamClient,
+    previous: impl Fn(&str) -> Option<&'a DomainClient>,
+) -> Result<Vec<DomainClient>, SetupError> {
+    config
+        .domains
+        .iter()
+        .map(|settings| {
+            DomainClient::build(client, settings, previous(&settings.domain_name)).map_err(
+                |source| SetupError::UpstreamCa {
+                    domain: settings.domain_name.clone(),
+                    source,
+                },
+            )
         })
         .collect()
 }

@@ -287,9 +287,13 @@ impl Forward {
                 HeaderValue::from_static("chunked"),
             );
         }
-        let send = control
-            .client()
-            .send_to(&base.scheme, &base.authority, request);
+        // The domain's pool (its connect timeout, trust and protocol).
+        let pool = self
+            .domain
+            .pool
+            .as_ref()
+            .unwrap_or_else(|| control.client().default_pool());
+        let send = pool.send_to(&base.scheme, &base.authority, request);
         let guard = upstream.begin_request();
         let outcome = match upload {
             // `request-timeout` counts from the request's last byte sent: a slow, steady
