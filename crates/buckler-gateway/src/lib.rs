@@ -23,6 +23,7 @@ mod middleware;
 pub mod names;
 mod outbound;
 mod pipeline;
+mod preflight;
 mod publish;
 mod request_timer;
 mod resilience;
@@ -46,6 +47,7 @@ use tokio::task::JoinSet;
 pub use control::{ChangeError, Control, ReloadOutcome, SetupError, UpstreamDiff};
 pub use error::GatewayError;
 pub use pipeline::MAX_HEADER_BYTES;
+pub use preflight::check_files;
 pub use upstream::UpstreamState;
 
 /// Runtimes serving requests in this process (one per worker with `--runtime per-worker`,

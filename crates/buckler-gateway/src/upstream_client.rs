@@ -114,6 +114,22 @@ impl DomainClient {
     }
 }
 
+/// Reads and checks a domain's `upstream-ca` bundle as [`DomainClient::build`] would, without
+/// making a pool (for `buckler check`). `Ok` without `upstream-ca`.
+pub(crate) fn check_upstream_ca(settings: &DomainConfig) -> Result<(), UpstreamCaError> {
+    let Some(path) = &settings.upstream_ca else {
+        return Ok(());
+    };
+    buckler_tls::client_config(
+        system_roots(),
+        Some(path),
+        tls_protocol(settings.upstream_protocol),
+        buckler_tls::crypto_provider(),
+    )
+    .map(drop)
+    .map_err(UpstreamCaError)
+}
+
 /// The platform's trust anchors (read once, blocking), with a warning per problem.
 fn system_roots() -> &'static SystemRoots {
     SYSTEM_ROOTS.get_or_init(|| {

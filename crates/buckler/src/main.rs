@@ -77,6 +77,14 @@ fn check(path: &std::path::Path) -> ExitCode {
             for warning in &config.warnings {
                 eprintln!("warning: {warning}");
             }
+            // The files the config names, read as `run` would: check and run agree on them.
+            let problems = buckler_gateway::check_files(&config);
+            if !problems.is_empty() {
+                for problem in problems {
+                    println!("{}: {problem}", path.display());
+                }
+                return ExitCode::FAILURE;
+            }
             println!("ok");
             ExitCode::SUCCESS
         }

@@ -365,3 +365,36 @@ async fn a_reload_refuses_a_key_that_is_not_built_yet() {
     );
     gateway.stop();
 }
+
+/// `check` reads the files the config names as `run` would: a missing `upstream-ca` bundle
+/// or certificate pair fails `check` too, naming the key and the file.
+#[test]
+fn check_reads_the_certificate_files_the_config_names() {
+    let path = temp_config(
+        "missing-files",
+        r#"{ listen: "127.0.0.1:0",
+             tls: { listen: "127.0.0.1:0", cert: "missing-cert.pem", key: "missing-key.pem" },
+             domains: [{ "domain-name": "*", "upstream-ca": "missing-ca.pem", upstreams: [] }] }"#,
+    );
+    let out = buckler()
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("tls: ") && stdout.contains("missing-cert.pem"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("upstream-ca: ") && stdout.contains("missing-ca.pem"),
+        "{stdout}"
+    );
+    let run = buckler()
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!run.status.success(), "run refuses what check refuses");
+}

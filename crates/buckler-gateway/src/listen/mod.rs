@@ -11,7 +11,7 @@
 
 mod conn;
 mod limit;
-mod tls;
+pub(crate) mod tls;
 
 use std::future::Future;
 use std::pin::Pin;
