@@ -59,7 +59,11 @@ async fn raw_request(gw: &TestGateway, request: &[u8]) -> String {
             .await
             .expect("response within 10 s")
             .expect("read");
-        assert!(n > 0, "closed before a whole response: {}", String::from_utf8_lossy(&seen));
+        assert!(
+            n > 0,
+            "closed before a whole response: {}",
+            String::from_utf8_lossy(&seen)
+        );
         seen.extend_from_slice(&buf[..n]);
     }
 }
@@ -97,9 +101,7 @@ async fn an_http2_upload_without_a_length_logs_the_bytes_that_arrived() {
     tokio::spawn(connection);
     // 4 frames of 50,000 bytes, streamed: the size is unknown up front, so no content-length.
     let chunk = Bytes::from(vec![b'u'; 50_000]);
-    let frames = stream::iter(
-        (0..4).map(move |_| Ok::<_, Infallible>(Frame::data(chunk.clone()))),
-    );
+    let frames = stream::iter((0..4).map(move |_| Ok::<_, Infallible>(Frame::data(chunk.clone()))));
     let request = Request::post(gw.url("/echo"))
         .body(StreamBody::new(frames))
         .unwrap();

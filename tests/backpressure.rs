@@ -33,7 +33,9 @@ struct BulkUpstream {
 
 impl BulkUpstream {
     async fn start() -> BulkUpstream {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream");
         let addr = listener.local_addr().expect("upstream addr");
         let written = Arc::new(AtomicU64::new(0));
         let doc = Swagger2Doc::new("bulk", "1").op("get", "/big").to_json();
@@ -135,7 +137,11 @@ async fn stalled_http1(addr: SocketAddr) -> TcpStream {
         assert!(n > 0, "gateway closed the connection");
         seen.extend_from_slice(&buf[..n]);
     }
-    assert!(seen.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&seen));
+    assert!(
+        seen.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&seen)
+    );
     stream
 }
 
@@ -158,7 +164,9 @@ async fn stalled_http2(addr: SocketAddr) -> TcpStream {
         &(MAX_WINDOW - 65_535).to_be_bytes(),
     ));
     // GET, http, :path "/big" (literal, indexed name), :authority "x".
-    let block = [0x82, 0x86, 0x04, 0x04, b'/', b'b', b'i', b'g', 0x41, 0x01, b'x'];
+    let block = [
+        0x82, 0x86, 0x04, 0x04, b'/', b'b', b'i', b'g', 0x41, 0x01, b'x',
+    ];
     start.extend(h2frames::frame(
         HEADERS,
         h2frames::END_HEADERS | h2frames::END_STREAM,

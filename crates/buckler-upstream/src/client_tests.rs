@@ -839,9 +839,16 @@ async fn an_unread_http2_response_holds_at_most_the_stream_window() {
         assert!(tokio::time::Instant::now() < deadline, "never stalled");
         tokio::time::sleep(Duration::from_millis(50)).await;
         let now = produced.load(Ordering::SeqCst);
-        (quiet, last) = if now == last { (quiet + 1, last) } else { (0, now) };
+        (quiet, last) = if now == last {
+            (quiet + 1, last)
+        } else {
+            (0, now)
+        };
     }
     let bound = HTTP2_STREAM_WINDOW as usize + 64 * 1024;
-    assert!(last <= bound, "{last} bytes produced for an unread response (bound {bound})");
+    assert!(
+        last <= bound,
+        "{last} bytes produced for an unread response (bound {bound})"
+    );
     drop(response);
 }
