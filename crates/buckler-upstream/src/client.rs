@@ -23,6 +23,32 @@ use crate::body::{BoxError, ProxyBody};
 
 const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 
+/// HTTP/1.1 read buffer per upstream connection, which also bounds a response head and the
+/// size of each body chunk handed on: what a response waiting for a slow client holds here.
+/// hyper's default is about 400 KB, which a client that stops reading kept alive twice over
+/// (this buffer and the chunk queued downstream). 64 KiB keeps reads large enough for
+/// throughput (a read is one syscall per 64 KiB) and response heads far above NGINX's 4–8 KiB
+/// `proxy_buffer_size`.
+const HTTP1_MAX_BUF: usize = 64 * 1024;
+
+/// HTTP/2 flow-control window per upstream stream: what an upstream may send before the
+/// gateway has passed it on, so the most a response waiting for a slow client holds here.
+/// hyper's default is 2 MiB. 256 KiB keeps one stream at about 256 KiB per round trip
+/// (over 1 GB/s at a 0.2 ms LAN round trip, about 8 MB/s across a 30 ms one), where
+/// HAProxy's 64 KiB default halves that again; Envoy bounds a stream by its 1 MiB
+/// `per_connection_buffer_limit_bytes`.
+const HTTP2_STREAM_WINDOW: u32 = 256 * 1024;
+
+/// HTTP/2 flow-control window per upstream connection: a stalled stream keeps its share of
+/// it until it ends, so it is 64 stream windows, and 64 clients that stop reading do not
+/// stall the other streams on that connection (hyper's default, 5 MiB over 2 MiB streams,
+/// stalls after two).
+const HTTP2_CONNECTION_WINDOW: u32 = 64 * HTTP2_STREAM_WINDOW;
+
+/// What an HTTP/2 request stream toward an upstream may buffer in the gateway (the upload
+/// direction): past it the client's body is no longer read. hyper's default is 1 MiB.
+const HTTP2_MAX_SEND_BUF: usize = 64 * 1024;
+
 /// Which HTTP version Buckler speaks to an upstream (a domain's `upstream-protocol`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum UpstreamProtocol {
@@ -287,7 +313,14 @@ impl UpstreamPool {
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             // The default, said here because the pool's retry-safety rests on it.
-            .retry_canceled_requests(true);
+            .retry_canceled_requests(true)
+            // Per-stream buffering bounds (SPEC §9, Limits; docs/resilience.md): what waits
+            // for a slow client or a slow upstream stays in these, and backpressure reaches
+            // the other side instead.
+            .http1_max_buf_size(HTTP1_MAX_BUF)
+            .http2_initial_stream_window_size(HTTP2_STREAM_WINDOW)
+            .http2_initial_connection_window_size(HTTP2_CONNECTION_WINDOW)
+            .http2_max_send_buf_size(HTTP2_MAX_SEND_BUF);
         if settings.protocol == UpstreamProtocol::H2c {
             client.http2_only(true);
         }

@@ -792,3 +792,63 @@ async fn an_https_upstream_signed_by_an_unknown_ca_is_never_served() {
     }
     assert!(seen.try_recv().is_err(), "no request reached the upstream");
 }
+
+/// A response body without end, in 16 KiB frames, counting what it produced.
+struct Endless(Arc<AtomicUsize>);
+
+impl Body for Endless {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        static CHUNK: [u8; 16 * 1024] = [b'x'; 16 * 1024];
+        self.0.fetch_add(CHUNK.len(), Ordering::SeqCst);
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(&CHUNK)))))
+    }
+}
+
+/// What an HTTP/2 upstream can push into the gateway for a response nobody reads is the
+/// stream window (plus the frame in hand): flow control, not a buffer, stops it. With hyper's
+/// default 2 MiB window the upstream produced about 2 MiB here.
+#[tokio::test]
+async fn an_unread_http2_response_holds_at_most_the_stream_window() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let authority = Authority::try_from(listener.local_addr().unwrap().to_string()).unwrap();
+    let produced = Arc::new(AtomicUsize::new(0));
+    let counter = produced.clone();
+    tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let service = hyper::service::service_fn(move |_request| {
+            let counter = counter.clone();
+            async move { Ok::<_, Infallible>(Response::new(Endless(counter))) }
+        });
+        let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .serve_connection(TokioIo::new(stream), service)
+            .await;
+    });
+    let pool = pool_with(&h2c());
+    let response = get(&pool, &Scheme::HTTP, &authority).await;
+    assert_eq!(response.version(), Version::HTTP_2);
+    // Wait until the upstream has stopped producing (stable for half a second).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let (mut last, mut quiet) = (produced.load(Ordering::SeqCst), 0);
+    while quiet < 10 {
+        assert!(tokio::time::Instant::now() < deadline, "never stalled");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = produced.load(Ordering::SeqCst);
+        (quiet, last) = if now == last {
+            (quiet + 1, last)
+        } else {
+            (0, now)
+        };
+    }
+    let bound = HTTP2_STREAM_WINDOW as usize + 64 * 1024;
+    assert!(
+        last <= bound,
+        "{last} bytes produced for an unread response (bound {bound})"
+    );
+    drop(response);
+}

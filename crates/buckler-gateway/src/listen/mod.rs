@@ -44,7 +44,16 @@ pub type Handler = Arc<
 
 /// HTTP/1 read buffer: a little above the 64 KiB header limit, so the gateway (not hyper)
 /// answers oversized header blocks with its own JSON 431 up to this size.
+/// Also the bound on an HTTP/1.1 response's write queue: hyper stops polling the body once
+/// this much is waiting for a client that does not read (hyper has one setting for both).
 const H1_MAX_BUF: usize = 128 * 1024;
+
+/// What an HTTP/2 response stream may hold in the gateway for a client that does not read
+/// (flow-control window exhausted, or the socket full): past it, hyper stops polling the
+/// response body, so the upstream is no longer read (SPEC §9: about 64 KiB per stream).
+/// hyper's default is 400 KB. Throughput is unaffected: this bounds what waits in the
+/// gateway, not how much the client may have in flight (its own window).
+const H2_MAX_SEND_BUF: usize = 64 * 1024;
 
 /// The settings a new connection is served with; a reload swaps in new ones, and connections
 /// keep the ones they started with.
@@ -80,7 +89,8 @@ impl ConnSettings {
         // reset, CVE-2023-44487) and header blocks bounded in size and in CONTINUATION frames.
         h2.timer(TokioTimer::new())
             .max_header_list_size(H1_MAX_BUF as u32)
-            .max_concurrent_streams(config.http2_max_concurrent_streams);
+            .max_concurrent_streams(config.http2_max_concurrent_streams)
+            .max_send_buf_size(H2_MAX_SEND_BUF);
         ConnSettings {
             header_timeout: config.client_header_timeout,
             idle_timeout: config.client_idle_timeout,

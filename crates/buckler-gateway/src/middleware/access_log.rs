@@ -233,15 +233,9 @@ impl Listeners {
             request_headers,
             template: None,
             middleware_ms: Vec::new(),
-            // The declared length (the body streams to the upstream uncounted; a chunked
-            // upload without `Content-Length` logs 0).
-            bytes_in: Arc::new(AtomicU64::new(
-                headers
-                    .get(http::header::CONTENT_LENGTH)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse().ok())
-                    .unwrap_or(0),
-            )),
+            // Counted as the body passes (pipeline::observe::ClientBody): chunked uploads and
+            // HTTP/2 bodies without `Content-Length` log what really arrived.
+            bytes_in: Arc::new(AtomicU64::new(0)),
         }))
     }
 }
@@ -273,6 +267,13 @@ impl AccessStart {
         self.logs = logs;
         self.template = Some(template.clone());
         Some(self)
+    }
+
+    /// The counter of request body bytes read so far, logged as `bytes_in`: what the
+    /// gateway read of the body, so 0 for a request answered before its body was read (a
+    /// refusal, a cache hit), and what arrived before a client's upload failed.
+    pub(crate) fn bytes_in(&self) -> Arc<AtomicU64> {
+        self.bytes_in.clone()
     }
 
     /// Time spent in each middleware.

@@ -16,8 +16,8 @@ use http::header::{self, HeaderValue};
 use http::{Method, Response};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 
+use super::observe::ClientBody;
 use super::select::{self, Attempt};
 use super::Failure;
 use crate::control::Control;
@@ -77,7 +77,7 @@ impl Forward {
     pub(super) async fn dispatch(
         self,
         control: &Control,
-        body: Incoming,
+        body: ClientBody,
         started: Instant,
     ) -> Result<Response<ProxyBody>, Failure> {
         self.send(control, body, started)
@@ -87,7 +87,7 @@ impl Forward {
 
     /// The client's body, bounded by `max-request-body` and `body-idle-timeout`: read whole
     /// when it may be retried, else streamed.
-    async fn prepare(&self, body: Incoming) -> Result<Prepared, GatewayError> {
+    async fn prepare(&self, body: ClientBody) -> Result<Prepared, GatewayError> {
         if !self.has_body {
             return Ok(Prepared::Empty);
         }
@@ -129,7 +129,7 @@ impl Forward {
     async fn send(
         &self,
         control: &Control,
-        body: Incoming,
+        body: ClientBody,
         started: Instant,
     ) -> Result<Response<ProxyBody>, GatewayError> {
         let Forward {

@@ -74,6 +74,7 @@ pub fn handle(
         let outcome = match decided {
             Ok(Decided::Answer(response)) => Ok(response),
             Ok(Decided::Forward(forward, client_address)) => {
+                let body = observed.client_body(body);
                 proxy(
                     &control,
                     forward,
@@ -95,7 +96,7 @@ async fn proxy(
     control: &Control,
     mut forward: Forward,
     client_address: &str,
-    body: Incoming,
+    body: observe::ClientBody,
     started: Instant,
     observed: &mut observe::Observed,
 ) -> Result<Response<ProxyBody>, Failure> {

@@ -3,12 +3,19 @@
 //! counted for their domain; the request is logged at debug level, and reported to the
 //! domain's access-log listeners when it has any.
 
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use buckler_upstream::ProxyBody;
+use bytes::Bytes;
 use http::header::HeaderValue;
 use http::request::Parts;
 use http::{HeaderMap, Method, Response};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
 
 use super::Failure;
 use crate::headers;
@@ -77,6 +84,14 @@ impl Observed {
         }
     }
 
+    /// The client's request body, counted for the access log when the request has one.
+    pub(super) fn client_body(&self, body: Incoming) -> ClientBody {
+        ClientBody {
+            inner: body,
+            counted: self.access.as_ref().map(|access| access.bytes_in()),
+        }
+    }
+
     /// Turns the outcome into the response the client gets.
     pub(super) fn finish(
         self,
@@ -118,6 +133,40 @@ impl Observed {
             ),
             None => response,
         }
+    }
+}
+
+/// The client's request body as it is read: each data frame's length is added to the
+/// access-log record's `bytes_in` (when the request is logged), so chunked uploads and HTTP/2
+/// bodies without `Content-Length` report the bytes that really arrived.
+pub(crate) struct ClientBody {
+    inner: Incoming,
+    counted: Option<Arc<AtomicU64>>,
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let (Some(counted), Poll::Ready(Some(Ok(frame)))) = (&self.counted, &polled) {
+            if let Some(data) = frame.data_ref() {
+                counted.fetch_add(data.len() as u64, Ordering::Relaxed);
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

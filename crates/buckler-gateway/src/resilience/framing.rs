@@ -16,6 +16,9 @@
 //! gateway's JSON error body instead of an empty one. Those are recognised by their shape: a
 //! 4xx with `connection: close`, `content-length: 0` and no `via` (every response the
 //! gateway makes or forwards carries `Via`).
+//!
+//! The fuzz targets `request_head` and `chunked_body` (fuzz/) compile this file on its own:
+//! it needs nothing from the rest of the crate, and should stay so.
 
 use std::io;
 use std::pin::Pin;
@@ -41,8 +44,10 @@ const TRANSFER_ENCODING: &[u8] = b"transfer-encoding:";
 
 /// A line-by-line watch over a byte stream: the start of each line, and blank lines (the ends
 /// of header blocks).
+///
+/// `pub(crate)` for the `request_head` fuzz target, which compiles this file on its own.
 #[derive(Debug, Default)]
-struct Scanner {
+pub(crate) struct Scanner {
     prefix: [u8; TRANSFER_ENCODING.len()],
     len: usize,
     saw_length: bool,
@@ -51,7 +56,7 @@ struct Scanner {
 
 impl Scanner {
     /// Feeds bytes; true when a block with both fields has been seen.
-    fn feed(&mut self, bytes: &[u8]) -> bool {
+    pub(crate) fn feed(&mut self, bytes: &[u8]) -> bool {
         let mut alarm = false;
         for &byte in bytes {
             if byte == b'\n' {
@@ -93,7 +98,7 @@ pub struct Watched<T> {
 }
 
 /// The JSON-bodied replacement of a response hyper made itself, if `head` is one.
-fn rewrite_hyper_error(head: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn rewrite_hyper_error(head: &[u8]) -> Option<Vec<u8>> {
     const EMPTY: &[u8] = b"\r\ncontent-length: 0\r\n";
     if head.len() > 512
         || !head.starts_with(b"HTTP/1.1 4")
