@@ -255,14 +255,13 @@ impl<G> RoutingTable<G> {
         self.root.collect_all(segments, &mut ranks);
         ranks.retain(|rank| query.admits(&self.routes[*rank as usize].template));
         for &rank in &self.fallback {
-            if self.routes[rank as usize]
-                .template
+            let template = &self.routes[rank as usize].template;
+            if template
                 .full_regex()
                 .is_some_and(|full| full.is_match(normalized))
+                && query.admits(template)
             {
-                if query.admits(&self.routes[rank as usize].template) {
-                    ranks.push(rank);
-                }
+                ranks.push(rank);
             }
         }
         let declared: Vec<&Method> = ranks
