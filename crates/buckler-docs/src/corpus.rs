@@ -53,12 +53,22 @@ pub fn format_of(bytes: &[u8]) -> Format {
             .match_indices(&quoted)
             .map(|(at, _)| at)
             .find(|at| text[at + quoted.len()..].trim_start().starts_with(':'));
+        // YAML: a key at the indentation of the document's first key (often 0, not always).
+        let indent = |line: &str| line.len() - line.trim_start_matches(' ').len();
+        let top = text
+            .lines()
+            .find(|l| {
+                !l.trim().is_empty() && !l.starts_with("---") && !l.trim_start().starts_with('#')
+            })
+            .map_or(0, indent);
         let mut offset = 0;
         let mut yaml = None;
         for line in text.split_inclusive('\n') {
-            if [format!("{key}:"), format!("'{key}':"), quoted.clone() + ":"]
-                .iter()
-                .any(|prefix| line.starts_with(prefix.as_str()))
+            let body = &line[indent(line).min(line.len())..];
+            if indent(line) == top
+                && [format!("{key}:"), format!("'{key}':"), quoted.clone() + ":"]
+                    .iter()
+                    .any(|prefix| body.starts_with(prefix.as_str()))
             {
                 yaml = Some(offset);
                 break;

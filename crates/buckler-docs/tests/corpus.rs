@@ -172,6 +172,10 @@ fn formats_are_recognised_from_content() {
     );
     assert_eq!(corpus::format_of(b"swagger: '2.0'\n"), Format::Swagger2);
     assert_eq!(
+        corpus::format_of(b"---\n  info: {}\n  swagger: \"2.0\"\n"),
+        Format::Swagger2
+    );
+    assert_eq!(
         corpus::format_of(br#"{"openapi": "3.0.0", "x-origin": [{"format": "swagger"}]}"#),
         Format::OpenApi3
     );
