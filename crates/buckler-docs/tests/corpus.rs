@@ -184,3 +184,16 @@ fn formats_are_recognised_from_content() {
         Format::Swagger1Bundle
     );
 }
+
+#[test]
+fn a_swagger1_bundle_loads_from_its_listing_and_declarations() {
+    let bundle =
+        br#"{"listing": {"swaggerVersion": "1.2", "apiVersion": "1", "apis": [{"path": "/pets"}]},
+        "declarations": {"/pets": {"swaggerVersion": "1.2", "apis": [
+            {"path": "/pets/{id}", "operations": [{"method": "GET", "nickname": "get",
+                "parameters": [{"name": "id", "paramType": "path"}]}]}]}}}"#;
+    let model = corpus::load(bundle, &Limits::default()).expect("bundle loads");
+    let routed = corpus::route(&model);
+    assert_eq!(routed.endpoints.len(), 1);
+    assert_eq!(routed.endpoints[0].path, "/pets/{id}");
+}

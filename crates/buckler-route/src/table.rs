@@ -308,13 +308,28 @@ impl<G> RoutingTable<G> {
 }
 
 impl PathTemplate {
-    /// Does the template match `path` (raw, percent-encoded; a query is ignored; one trailing
-    /// slash is ignored)? Same rules as a table lookup; for one-off checks, not the hot path.
+    /// Does the template match `path` (raw, percent-encoded, optionally with `?query`, which
+    /// must satisfy the template's query predicates; one trailing slash is ignored)? Same rules
+    /// as a table lookup; for one-off checks, not the hot path.
     pub fn matches(&self, path: &str) -> bool {
         let mut builder = RoutingTableBuilder::new();
         builder.group_mut(self.clone(), Method::GET, || ());
         matches!(
             builder.build().lookup(&Method::GET, path),
+            RouteMatch::Matched { .. }
+        )
+    }
+
+    /// Does the template's path part match `path` (a query in `path` and the template's query
+    /// predicates both ignored)? For endpoints that answer on the path alone.
+    pub fn matches_path(&self, path: &str) -> bool {
+        let mut builder = RoutingTableBuilder::new();
+        builder.group_mut(self.clone(), Method::GET, || ());
+        let mut table = builder.build();
+        table.query_predicates = false;
+        let path = path.split_once('?').map_or(path, |(path, _)| path);
+        matches!(
+            table.lookup_query(&Method::GET, path, None),
             RouteMatch::Matched { .. }
         )
     }
