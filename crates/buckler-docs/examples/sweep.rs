@@ -1,134 +1,136 @@
-//! Loads every API description under a directory (JSON or YAML, any version), routes a
-//! request built from every operation's template through a `buckler-route` table of its
-//! document, and prints totals, every failure, and the load time of the largest documents.
+//! Loads every API description under a directory (JSON or YAML, any version; or the stored
+//! corpus), routes a request built from every operation's template through a `buckler-route`
+//! table of its document, and prints totals, every failure, and the load time of the largest
+//! documents. The loading is `buckler_docs::corpus`, the same as the corpus tests'.
 //!
-//! `cargo run --release -p buckler-docs --example sweep -- DIR [--yaml]`: with `--yaml`, each
-//! document is also timed after conversion to YAML is not done here (no YAML writer); the
-//! YAML load time is measured on `.yaml` files found in DIR.
+//! ```text
+//! cargo run --release -p buckler-docs --features corpus --example sweep -- DIR|--corpus [--json] [--top N]
+//! ```
+//!
+//! With `--json`, the output is only one JSON object per line for each of the `N` (default 8)
+//! largest documents, timed alone after the sweep:
+//! `{"name", "bytes", "format", "operations", "load_ms", "table_ms", "peak_rss_bytes"}` where
+//! `load_ms` is parsing into the model, `table_ms` endpoints plus the routing table, and
+//! `peak_rss_bytes` the growth of the process's peak resident set over its size before the
+//! load (Linux: `VmHWM` reset through `/proc/self/clear_refs`; `null` where unavailable).
+//! `--json` skips the sweep. Memory freed by an earlier load is reused by the next, so for
+//! each document's own peak run one process per file: `sweep FILE --json`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use buckler_docs::{endpoints, parse_openapi3, parse_swagger2, Limits};
-use buckler_route::{PathTemplate, RouteMatch, RoutingTableBuilder, Segment};
+use buckler_docs::corpus::{self, Routed};
+use buckler_docs::Limits;
+use buckler_route::RouteMatch;
 
-fn files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            files(&path, out);
-        } else if path
-            .extension()
-            .is_some_and(|e| e == "json" || e == "yaml" || e == "yml")
-        {
-            out.push(path);
-        }
-    }
+/// One document's load, measured.
+struct Timing {
+    name: String,
+    bytes: usize,
+    format: corpus::Format,
+    operations: usize,
+    load: Duration,
+    table: Duration,
+    peak_rss: Option<u64>,
 }
 
-fn encode(text: &str) -> String {
-    let mut out = String::new();
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@".contains(&byte) {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
+/// A `/proc/self/status` field in bytes (`VmRSS`, `VmHWM`).
+fn status_bytes(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
-fn request_path(template: &PathTemplate, declared: &str) -> Option<String> {
-    let mut path = String::from("/");
-    for segment in template.segments() {
-        match segment {
-            Segment::Slash => path.push('/'),
-            Segment::Static(text) => path.push_str(&encode(text)),
-            Segment::Variable => path.push_str("v7q"),
-            Segment::Regex(regex) => {
-                let anchored = regex::Regex::new(&format!("^(?:{regex})$")).ok()?;
-                let sample = ["v7q", "1", "a", "A", "abc", "123", "0", "x1", "a-b"]
-                    .into_iter()
-                    .find(|s| anchored.is_match(s))?;
-                path.push_str(sample);
-            }
-            Segment::Extension => {}
-            Segment::Rest => path.push_str("r/s"),
-        }
-    }
-    if declared.len() > 1 && declared.ends_with('/') {
-        path.push('/');
-    }
-    Some(path)
+/// Loads and routes one document alone, measuring time and peak memory.
+fn time_one(name: &str, bytes: &[u8], limits: &Limits) -> Option<Timing> {
+    // Writing 5 resets the peak RSS (VmHWM) to the current RSS (Linux 4.0+).
+    let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
+    let before = status_bytes("VmRSS");
+    let start = Instant::now();
+    let model = corpus::load(bytes, limits).ok()?;
+    let load = start.elapsed();
+    let routed = corpus::route(&model);
+    let table = start.elapsed() - load;
+    let peak = status_bytes("VmHWM");
+    let operations = routed.endpoints.len();
+    drop((routed, model));
+    Some(Timing {
+        name: name.to_owned(),
+        bytes: bytes.len(),
+        format: corpus::format_of(bytes),
+        operations,
+        load,
+        table,
+        peak_rss: reset
+            .then(|| peak.zip(before).map(|(p, b)| p.saturating_sub(b)))
+            .flatten(),
+    })
 }
 
 fn main() {
-    let dir = std::env::args().nth(1).expect("usage: sweep DIR");
-    let mut paths = Vec::new();
-    files(Path::new(&dir), &mut paths);
-    paths.sort();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let json = args.iter().any(|a| a == "--json");
+    let top = args
+        .iter()
+        .position(|a| a == "--top")
+        .and_then(|at| args.get(at + 1)?.parse().ok())
+        .unwrap_or(8);
+    let source = if args.iter().any(|a| a == "--corpus") {
+        Some("--corpus")
+    } else {
+        args.iter()
+            .enumerate()
+            .find(|(at, a)| !a.starts_with("--") && (*at == 0 || args[at - 1] != "--top"))
+            .map(|(_, a)| a.as_str())
+    };
+    let Some(source) = source else {
+        eprintln!("usage: sweep DIR|--corpus [--json] [--top N]");
+        std::process::exit(2);
+    };
+    let documents: Vec<(String, Vec<u8>)> = if source == "--corpus" {
+        corpus::documents()
+    } else {
+        let source = Path::new(source);
+        let paths = if source.is_file() {
+            vec![source.to_path_buf()]
+        } else {
+            corpus::files_under(source)
+        };
+        paths
+            .into_iter()
+            .filter_map(|path| Some((path.display().to_string(), std::fs::read(&path).ok()?)))
+            .collect()
+    };
     let limits = Limits::default();
     let (mut loaded, mut operations, mut routed, mut elsewhere) = (0, 0, 0, 0);
     let mut failures = Vec::new();
-    let mut timings: Vec<(usize, Duration, Duration, usize, String)> = Vec::new();
-    for path in &paths {
-        let Ok(bytes) = std::fs::read(path) else {
-            continue;
-        };
-        let name = path.display().to_string();
-        let start = Instant::now();
-        let head = &bytes[..bytes.len().min(4096)];
-        let is_swagger2 =
-            head.windows(7).any(|w| w == b"swagger") && !head.windows(7).any(|w| w == b"openapi");
-        let parsed = if is_swagger2 {
-            parse_swagger2(&bytes, &limits)
-        } else {
-            parse_openapi3(&bytes, &limits)
-        };
-        let model = match parsed {
+    // `--json` only times: the sweep would leave the heap grown and hide each load's peak.
+    let sweep: &[(String, Vec<u8>)] = if json { &[] } else { &documents };
+    for (name, bytes) in sweep {
+        let model = match corpus::load(bytes, &limits) {
             Ok(model) => model,
             Err(error) => {
                 failures.push(format!("{name}: {error}"));
                 continue;
             }
         };
-        let parse_time = start.elapsed();
         loaded += 1;
-        let endpoints = endpoints(&model);
-        let mut builder = RoutingTableBuilder::new();
-        let mut templates = Vec::new();
-        for (index, endpoint) in endpoints.iter().enumerate() {
-            match PathTemplate::parse(&endpoint.path) {
-                Ok(template) => {
-                    builder
-                        .group_mut(template.clone(), endpoint.method.clone(), Vec::new)
-                        .push(index);
-                    templates.push(Some(template));
-                }
+        let Routed {
+            endpoints,
+            templates,
+            table,
+        } = corpus::route(&model);
+        for (index, (endpoint, template)) in endpoints.iter().zip(&templates).enumerate() {
+            operations += 1;
+            let template = match template {
+                Ok(template) => template,
                 Err(error) => {
                     failures.push(format!("{name}: {error}"));
-                    templates.push(None);
+                    continue;
                 }
-            }
-        }
-        let table = builder.build();
-        let table_time = start.elapsed();
-        timings.push((
-            bytes.len(),
-            parse_time,
-            table_time,
-            endpoints.len(),
-            name.clone(),
-        ));
-        for (index, endpoint) in endpoints.iter().enumerate() {
-            operations += 1;
-            let Some(template) = &templates[index] else {
-                continue;
             };
-            let Some(request) = request_path(template, &endpoint.path) else {
+            let Some(request) = corpus::request_path(template, &endpoint.path) else {
                 failures.push(format!("{name}: no sample for {}", endpoint.path));
                 continue;
             };
@@ -144,17 +146,44 @@ fn main() {
             }
         }
     }
+    let mut largest: Vec<&(String, Vec<u8>)> = documents.iter().collect();
+    largest.sort_by_key(|(name, bytes)| (std::cmp::Reverse(bytes.len()), name.clone()));
+    let timings: Vec<Timing> = largest
+        .into_iter()
+        .take(top)
+        .filter_map(|(name, bytes)| time_one(name, bytes, &limits))
+        .collect();
+    if json {
+        for t in &timings {
+            let line = serde_json::json!({
+                "name": t.name,
+                "bytes": t.bytes,
+                "format": t.format.service_type(),
+                "operations": t.operations,
+                "load_ms": t.load.as_secs_f64() * 1e3,
+                "table_ms": t.table.as_secs_f64() * 1e3,
+                "peak_rss_bytes": t.peak_rss,
+            });
+            println!("{line}");
+        }
+        return;
+    }
     println!(
         "documents {} loaded {loaded} operations {operations} routed {routed} to-more-specific {elsewhere} failures {}",
-        paths.len(),
+        documents.len(),
         failures.len()
     );
     for failure in &failures {
         println!("  FAIL {failure}");
     }
-    timings.sort_by_key(|t| std::cmp::Reverse(t.0));
-    println!("largest documents: bytes, parse, parse+endpoints+table, operations");
-    for (bytes, parse, total, ops, name) in timings.iter().take(8) {
-        println!("  {bytes:>10} {parse:>10.1?} {total:>10.1?} {ops:>6} {name}");
+    println!("largest documents: bytes, load, endpoints+table, operations, peak RSS growth");
+    for t in &timings {
+        let peak = t
+            .peak_rss
+            .map_or("?".to_owned(), |b| format!("{} MiB", b >> 20));
+        println!(
+            "  {:>10} {:>10.1?} {:>10.1?} {:>6} {:>8} {}",
+            t.bytes, t.load, t.table, t.operations, peak, t.name
+        );
     }
 }

@@ -22,6 +22,8 @@
 //! same endpoints. [`parse_openapi3`] removes any `x-buckler-*` keys an upstream sent, so only
 //! the converters set them. Consumers rendering `/spec` may strip them.
 
+#[cfg(feature = "corpus")]
+pub mod corpus;
 mod endpoints;
 mod error;
 mod json;

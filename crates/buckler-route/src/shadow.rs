@@ -5,7 +5,8 @@ use crate::PathTemplate;
 /// The pairs (local path, template) where a request for `local_path` (`/healthcheck`,
 /// `/metrics`: answered by the gateway before any routing) matches a template an upstream
 /// declares, so the upstream never sees it. A template that only matches other paths too
-/// (`/{x}`) is listed: it loses exactly that path. Order: local paths as given, then
+/// (`/{x}`) is listed: it loses exactly that path. Local endpoints answer on the path alone, so
+/// a template's query part does not save it (`/metrics?verbose` is hidden too). Order: local paths as given, then
 /// templates as given; empty when nothing is hidden.
 pub fn shadowed_templates<'a>(
     templates: impl IntoIterator<Item = &'a PathTemplate>,
@@ -15,7 +16,7 @@ pub fn shadowed_templates<'a>(
     let mut out = Vec::new();
     for local in local_paths {
         for template in &templates {
-            if template.matches(local) {
+            if template.matches_path(local) {
                 out.push(((*local).to_owned(), *template));
             }
         }
@@ -29,10 +30,16 @@ mod tests {
 
     #[test]
     fn local_endpoints_hide_the_templates_that_match_them() {
-        let declared: Vec<PathTemplate> = ["/metrics", "/healthcheck/{+rest}", "/{x}", "/users"]
-            .iter()
-            .map(|t| PathTemplate::parse(t).unwrap())
-            .collect();
+        let declared: Vec<PathTemplate> = [
+            "/metrics",
+            "/healthcheck/{+rest}",
+            "/{x}",
+            "/users",
+            "/metrics?verbose",
+        ]
+        .iter()
+        .map(|t| PathTemplate::parse(t).unwrap())
+        .collect();
         let hidden: Vec<(String, String)> =
             shadowed_templates(&declared, &["/healthcheck", "/metrics"])
                 .into_iter()
@@ -49,8 +56,9 @@ mod tests {
                 ("/healthcheck", "/{}"),
                 ("/metrics", "/metrics"),
                 ("/metrics", "/{}"),
+                ("/metrics", "/metrics?verbose"),
             ]
         );
-        assert!(shadowed_templates(&declared[3..], &["/metrics"]).is_empty());
+        assert!(shadowed_templates(&declared[3..4], &["/metrics"]).is_empty());
     }
 }

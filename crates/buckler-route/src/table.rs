@@ -98,10 +98,15 @@ impl<G> RoutingTableBuilder<G> {
                 fallback.push(rank);
             }
         }
+        let query_predicates = self
+            .routes
+            .iter()
+            .any(|route| !route.template.query_predicates().is_empty());
         RoutingTable {
             routes: self.routes,
             root,
             fallback,
+            query_predicates,
         }
     }
 }
@@ -115,6 +120,8 @@ pub struct RoutingTable<G> {
     /// Ranks of templates the trie cannot hold (a `{+rest}` inside a compound segment),
     /// matched by their full regex.
     fallback: Vec<u32>,
+    /// Whether any template has a query part: only then is a request's query looked at.
+    query_predicates: bool,
 }
 
 /// The outcome of a lookup.
@@ -136,10 +143,31 @@ pub enum RouteMatch<'a, G> {
 }
 
 impl<G> RoutingTable<G> {
-    /// Finds where `method path` goes. `path` is the raw request path (a query is ignored,
-    /// one trailing slash is ignored). Each path segment is percent-decoded before it is
-    /// compared (`/caf%C3%A9` meets the template `/café`); `%2F` stays inside its segment.
+    /// Finds where `method path` goes. `path` is the raw request path, optionally followed by
+    /// `?query` (one trailing slash is ignored); see [`RoutingTable::lookup_query`].
     pub fn lookup(&self, method: &Method, path: &str) -> RouteMatch<'_, G> {
+        match path.split_once('?') {
+            Some((path, query)) => self.lookup_query(method, path, Some(query)),
+            None => self.lookup_query(method, path, None),
+        }
+    }
+
+    /// Finds where `method path?query` goes. `path` is the raw request path without its query
+    /// (one trailing slash is ignored). Each path segment is percent-decoded before it is
+    /// compared (`/caf%C3%A9` meets the template `/café`); `%2F` stays inside its segment.
+    /// `query` (without `?`) is read only when some template has a query part
+    /// ([`PathTemplate::query_predicates`]): such a template matches only a request whose
+    /// query satisfies every predicate.
+    pub fn lookup_query(
+        &self,
+        method: &Method,
+        path: &str,
+        query: Option<&str>,
+    ) -> RouteMatch<'_, G> {
+        let query = QueryCheck {
+            enabled: self.query_predicates,
+            query,
+        };
         let normalized = normalize_path(path);
         if normalized.contains('%') {
             let decoded: Vec<std::borrow::Cow<'_, str>> =
@@ -148,7 +176,7 @@ impl<G> RoutingTable<G> {
             // Only templates the trie cannot hold (a `{+rest}` inside a segment) see the
             // joined text, and `{+rest}` spans slashes anyway.
             let joined = segments.join("/");
-            return self.lookup_segments(method, &segments, &joined);
+            return self.lookup_segments(method, &segments, &joined, query);
         }
         // One pass over the path: up to 32 segments on the stack, longer paths on the heap.
         let mut inline: [&str; 32] = [""; 32];
@@ -173,7 +201,7 @@ impl<G> RoutingTable<G> {
         } else {
             &inline[..count]
         };
-        self.lookup_segments(method, segments, normalized)
+        self.lookup_segments(method, segments, normalized, query)
     }
 
     /// The lookup proper, over the path's segments (`normalized` is them joined by `/`).
@@ -182,10 +210,12 @@ impl<G> RoutingTable<G> {
         method: &Method,
         segments: &[&str],
         normalized: &str,
+        query: QueryCheck<'_>,
     ) -> RouteMatch<'_, G> {
         let mut search = Search {
             routes: &self.routes,
             method,
+            query,
             best: None,
             matched_any: false,
         };
@@ -211,7 +241,7 @@ impl<G> RoutingTable<G> {
         if !search.matched_any {
             return RouteMatch::NotFound;
         }
-        let allow = self.allow(segments, normalized);
+        let allow = self.allow(segments, normalized, query);
         if *method == Method::OPTIONS {
             RouteMatch::Options { allow }
         } else {
@@ -220,14 +250,16 @@ impl<G> RoutingTable<G> {
     }
 
     /// The `Allow` value: every method declared by any template matching the path.
-    fn allow(&self, segments: &[&str], normalized: &str) -> String {
+    fn allow(&self, segments: &[&str], normalized: &str, query: QueryCheck<'_>) -> String {
         let mut ranks = Vec::new();
         self.root.collect_all(segments, &mut ranks);
+        ranks.retain(|rank| query.admits(&self.routes[*rank as usize].template));
         for &rank in &self.fallback {
-            if self.routes[rank as usize]
-                .template
+            let template = &self.routes[rank as usize].template;
+            if template
                 .full_regex()
                 .is_some_and(|full| full.is_match(normalized))
+                && query.admits(template)
             {
                 ranks.push(rank);
             }
@@ -276,8 +308,9 @@ impl<G> RoutingTable<G> {
 }
 
 impl PathTemplate {
-    /// Does the template match `path` (raw, percent-encoded; a query is ignored; one trailing
-    /// slash is ignored)? Same rules as a table lookup; for one-off checks, not the hot path.
+    /// Does the template match `path` (raw, percent-encoded, optionally with `?query`, which
+    /// must satisfy the template's query predicates; one trailing slash is ignored)? Same rules
+    /// as a table lookup; for one-off checks, not the hot path.
     pub fn matches(&self, path: &str) -> bool {
         let mut builder = RoutingTableBuilder::new();
         builder.group_mut(self.clone(), Method::GET, || ());
@@ -286,12 +319,42 @@ impl PathTemplate {
             RouteMatch::Matched { .. }
         )
     }
+
+    /// Does the template's path part match `path` (a query in `path` and the template's query
+    /// predicates both ignored)? For endpoints that answer on the path alone.
+    pub fn matches_path(&self, path: &str) -> bool {
+        let mut builder = RoutingTableBuilder::new();
+        builder.group_mut(self.clone(), Method::GET, || ());
+        let mut table = builder.build();
+        table.query_predicates = false;
+        let path = path.split_once('?').map_or(path, |(path, _)| path);
+        matches!(
+            table.lookup_query(&Method::GET, path, None),
+            RouteMatch::Matched { .. }
+        )
+    }
+}
+
+/// The request's query, and whether the table has templates that look at it.
+#[derive(Clone, Copy)]
+struct QueryCheck<'a> {
+    enabled: bool,
+    query: Option<&'a str>,
+}
+
+impl QueryCheck<'_> {
+    /// Does the request satisfy the template's query predicates? Without any in the table, no
+    /// template is asked: the hot path stays as it was.
+    fn admits(&self, template: &PathTemplate) -> bool {
+        !self.enabled || template.query_matches(self.query)
+    }
 }
 
 /// The state of one lookup: the best match declaring the method so far.
 struct Search<'a, G> {
     routes: &'a [Route<G>],
     method: &'a Method,
+    query: QueryCheck<'a>,
     /// (rank, index into the route's methods).
     best: Option<(u32, usize)>,
     matched_any: bool,
@@ -299,11 +362,16 @@ struct Search<'a, G> {
 
 impl<G> Search<'_, G> {
     fn offer(&mut self, rank: u32) {
-        self.matched_any = true;
         if self.best.is_some_and(|(best, _)| best <= rank) {
+            self.matched_any = true;
             return;
         }
-        let methods = &self.routes[rank as usize].methods;
+        let route = &self.routes[rank as usize];
+        if !self.query.admits(&route.template) {
+            return;
+        }
+        self.matched_any = true;
+        let methods = &route.methods;
         let slot = methods
             .iter()
             .position(|(m, _)| m == self.method)
@@ -654,6 +722,86 @@ mod tests {
                     assert_eq!(got, expected, "{method} {path} over {borrowed:?}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn a_query_part_is_a_predicate_more_specific_than_the_bare_path() {
+        let t = table(&[
+            ("GET", "/{Bucket}"),
+            ("GET", "/{Bucket}?acl"),
+            ("GET", "/{Bucket}?list-type=2"),
+            ("GET", "/{Bucket}?list-type=2&prefix"),
+            ("PUT", "/{Bucket}?acl"),
+            ("GET", "/{Bucket}/{Key}?versionId={v}"),
+        ]);
+        assert_eq!(hit(&t, "GET", "/b").unwrap(), "GET /{Bucket}");
+        assert_eq!(hit(&t, "GET", "/b?acl").unwrap(), "GET /{Bucket}?acl");
+        assert_eq!(hit(&t, "GET", "/b?x=1&acl=").unwrap(), "GET /{Bucket}?acl");
+        assert_eq!(
+            hit(&t, "GET", "/b?list-type=2").unwrap(),
+            "GET /{Bucket}?list-type=2"
+        );
+        assert_eq!(hit(&t, "GET", "/b?list-type=1").unwrap(), "GET /{Bucket}");
+        // Two predicates beat one on the same path.
+        assert_eq!(
+            hit(&t, "GET", "/b?prefix=a&list-type=2").unwrap(),
+            "GET /{Bucket}?list-type=2&prefix"
+        );
+        assert_eq!(hit(&t, "GET", "/b?%61cl").unwrap(), "GET /{Bucket}?acl");
+        assert_eq!(hit(&t, "PUT", "/b?acl").unwrap(), "PUT /{Bucket}?acl");
+        assert_eq!(
+            hit(&t, "GET", "/b/k?versionId=3").unwrap(),
+            "GET /{Bucket}/{Key}?versionId={v}"
+        );
+        // Without its predicate a template does not match at all: 404, not 405.
+        assert!(matches!(
+            t.lookup(&Method::GET, "/b/k"),
+            RouteMatch::NotFound
+        ));
+        // `Allow` lists only templates whose predicates hold.
+        match t.lookup(&Method::DELETE, "/b") {
+            RouteMatch::MethodNotAllowed { allow } => assert_eq!(allow, "GET, HEAD"),
+            other => panic!("{other:?}"),
+        }
+        match t.lookup(&Method::DELETE, "/b?acl") {
+            RouteMatch::MethodNotAllowed { allow } => assert_eq!(allow, "GET, HEAD, PUT"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            t.lookup_query(&Method::GET, "/b", Some("acl")),
+            RouteMatch::Matched { template, .. } if template.canonical() == "/{}?acl"
+        ));
+    }
+
+    #[test]
+    fn without_query_parts_the_query_is_never_read() {
+        let t = table(&[("GET", "/x")]);
+        assert!(!t.query_predicates);
+        assert_eq!(hit(&t, "GET", "/x?anything=1").unwrap(), "GET /x");
+    }
+
+    #[test]
+    fn a_fragment_is_dropped_and_its_operations_share_the_path() {
+        let mut builder = RoutingTableBuilder::new();
+        for template in ["/#X-Amz-Target=A.One", "/#X-Amz-Target=A.Two"] {
+            builder
+                .group_mut(
+                    PathTemplate::parse(template).unwrap(),
+                    Method::POST,
+                    Vec::new,
+                )
+                .push(template);
+        }
+        let t = builder.build();
+        match t.lookup(&Method::POST, "/") {
+            RouteMatch::Matched {
+                group, template, ..
+            } => {
+                assert_eq!(template.canonical(), "/");
+                assert_eq!(group.len(), 2);
+            }
+            other => panic!("{other:?}"),
         }
     }
 }

@@ -5,6 +5,11 @@
 //! slashes, may be empty); `{.name}` an optional `.ext`; `{name}` (and the RFC 6570 prefixes
 //! `?#/;&`) a non-empty piece of one segment; anything else is static text. Variable names are
 //! dropped: `/u/{id}` and `/u/{uid}` are the same template.
+//!
+//! A template may carry a query part (`/{Bucket}?acl`, `/x?list-type=2&a`, as AWS documents
+//! write them): each `name` or `name=value` there becomes a [`QueryPredicate`] the request's
+//! query must satisfy. A fragment (`/#X-Amz-Target=...`) never reaches a server, so everything
+//! from a `#` outside braces on is dropped and the template is routed on what precedes it.
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -79,6 +84,30 @@ impl Segment {
     }
 }
 
+/// One condition of a template's query part on the request's query: a parameter `name` is
+/// present (`?acl`, or `?versionId={v}`: a value that is a variable takes any value), or present
+/// with exactly `value` (`?list-type=2`; `?x=` asks for an empty value). Names and values are
+/// compared percent-decoded; `+` is not read as a space.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct QueryPredicate {
+    pub name: Box<str>,
+    pub value: Option<Box<str>>,
+}
+
+impl QueryPredicate {
+    /// Does one of the query's `name[=value]` pairs satisfy this predicate?
+    fn holds(&self, query: &str) -> bool {
+        query.split('&').any(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            percent_decode(name) == *self.name
+                && self
+                    .value
+                    .as_deref()
+                    .is_none_or(|wanted| percent_decode(value) == wanted)
+        })
+    }
+}
+
 /// Why a template was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("path template {template:?}: {problem}")]
@@ -102,6 +131,8 @@ pub struct PathTemplate {
     /// `Arc`s: a template is cloned into every table built, and cloning a `Regex` itself
     /// allocates a fresh match-cache pool.
     edges: Arc<[TrieEdge]>,
+    /// The query part's conditions, sorted and deduplicated; empty for almost every template.
+    query: Box<[QueryPredicate]>,
 }
 
 impl PathTemplate {
@@ -115,7 +146,10 @@ impl PathTemplate {
         if template.len() > MAX_TEMPLATE_LEN {
             return Err(error(format!("longer than {MAX_TEMPLATE_LEN} characters")));
         }
-        let body = template.strip_prefix('/').unwrap_or(template);
+        let (path, _fragment) = split_outside_braces(template, '#');
+        let (path, query) = split_outside_braces(path, '?');
+        let query = query.map(query_predicates).unwrap_or_default();
+        let body = path.strip_prefix('/').unwrap_or(path);
         let body = body.strip_suffix('/').unwrap_or(body);
         let segments = tokenize(body).map_err(error)?;
         if segments.len() > MAX_TOKENS {
@@ -138,6 +172,14 @@ impl PathTemplate {
         let mut canonical = String::from("/");
         for segment in &segments {
             segment.render(&mut canonical);
+        }
+        for (index, predicate) in query.iter().enumerate() {
+            canonical.push(if index == 0 { '?' } else { '&' });
+            canonical.push_str(&predicate.name);
+            if let Some(value) = &predicate.value {
+                canonical.push('=');
+                canonical.push_str(value);
+            }
         }
         let edges: Arc<[TrieEdge]> = if segments.is_empty() {
             Arc::from([])
@@ -164,7 +206,22 @@ impl PathTemplate {
             canonical,
             full,
             edges,
+            query,
         })
+    }
+
+    /// The query part's conditions (sorted by name, then value), all of which a request's
+    /// query must satisfy; empty when the template has no query part.
+    pub fn query_predicates(&self) -> &[QueryPredicate] {
+        &self.query
+    }
+
+    /// Does the request query (without `?`; `None` when the request has none) satisfy every
+    /// query predicate? Always true for a template without a query part.
+    pub fn query_matches(&self, query: Option<&str>) -> bool {
+        self.query
+            .iter()
+            .all(|predicate| query.is_some_and(|query| predicate.holds(query)))
     }
 
     /// The tokens.
@@ -218,6 +275,50 @@ impl TrieEdge {
                 .unwrap_or(TrieEdge::Unheld),
         }
     }
+}
+
+/// `text` split at the first `separator` outside `{...}` (so the `{?x}` and `{#x}` variable
+/// forms stay whole): what precedes it, and what follows it when it occurs.
+fn split_outside_braces(text: &str, separator: char) -> (&str, Option<&str>) {
+    let mut depth = 0usize;
+    for (at, c) in text.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth = depth.saturating_sub(1),
+            c if c == separator && depth == 0 => return (&text[..at], Some(&text[at + 1..])),
+            _ => {}
+        }
+    }
+    (text, None)
+}
+
+/// The predicates of a template's query part (`acl&list-type=2`), sorted and deduplicated.
+/// Empty pairs (`a&&b`) are skipped; a value holding a variable (`{v}`) asks only for presence.
+fn query_predicates(query: &str) -> Box<[QueryPredicate]> {
+    let mut predicates: Vec<QueryPredicate> = query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .filter_map(|pair| {
+            let (name, value) = match pair.split_once('=') {
+                Some((name, value)) => (name, Some(value)),
+                None => (pair, None),
+            };
+            let name = percent_decode(name);
+            if name.is_empty() {
+                return None;
+            }
+            let value = value
+                .filter(|value| !value.contains('{'))
+                .map(|value| percent_decode(value).as_ref().into());
+            Some(QueryPredicate {
+                name: name.as_ref().into(),
+                value,
+            })
+        })
+        .collect();
+    predicates.sort();
+    predicates.dedup();
+    predicates.into_boxed_slice()
 }
 
 /// Decodes `%XX` escapes in one path segment. An escape that is not two hex digits is kept as
@@ -405,7 +506,12 @@ impl Ord for PathTemplate {
                 (None, None) => break,
             }
         }
-        self.canonical.cmp(&other.canonical)
+        // The same path: a query condition narrows what a template matches.
+        other
+            .query
+            .len()
+            .cmp(&self.query.len())
+            .then_with(|| self.canonical.cmp(&other.canonical))
     }
 }
 
@@ -655,5 +761,32 @@ mod tests {
         assert_order("/pre{+r}", "/{x}");
         assert_order("/{x}", "/{+r}");
         assert_eq!(t("/").cmp(&t("")), Ordering::Equal);
+    }
+
+    #[test]
+    fn query_parts_become_sorted_predicates_and_fragments_are_dropped() {
+        let q = t("/{Bucket}/{Key}?uploads&a%20b=1&versionId={v}&&uploads");
+        assert_eq!(q.canonical(), "/{}/{}?a b=1&uploads&versionId");
+        assert_eq!(
+            q.query_predicates()[0],
+            QueryPredicate {
+                name: "a b".into(),
+                value: Some("1".into())
+            }
+        );
+        assert!(q.query_matches(Some("versionId=7&uploads&a+c&a%20b=1")));
+        assert!(!q.query_matches(Some("versionId=7&uploads")));
+        assert!(!q.query_matches(None));
+        assert!(t("/x").query_matches(None));
+        assert_eq!(t("/#X-Amz-Target=A.B").canonical(), "/");
+        assert_eq!(t("/a?b#c").canonical(), "/a?b");
+        // `{?x}` and `{#x}` are variables, not a query or a fragment.
+        assert_eq!(t("/s{?q}").canonical(), "/s{}");
+        assert_eq!(t("/s/{#q}").canonical(), "/s/{}");
+        assert_ne!(t("/a?b"), t("/a"));
+        assert_order("/{x}?acl", "/{x}");
+        assert_order("/{x}?acl&b", "/{x}?acl");
+        // The path decides first.
+        assert_order("/a", "/{x}?acl");
     }
 }

@@ -5,7 +5,7 @@ import path from 'node:path';
 import SwaggerParser from '@apidevtools/swagger-parser';
 import yaml from 'js-yaml';
 
-const [, , directory, examples, out] = process.argv;
+const [, , directory, examples, debian, out] = process.argv;
 const MAX_BYTES = 1024 * 1024;
 const files = [];
 const walk = (dir) => {
@@ -45,6 +45,32 @@ for (const version of ['2.0', '3.0', '3.1']) {
       picked.push([`readme-oas-examples/${version}/${format}/${name}`, fs.readFileSync(path.join(dir, name), 'utf8')]);
     }
   }
+}
+
+// Swagger 2.0 documents of real services that go-openapi keeps as test fixtures, from the
+// Debian packages unpacked under `debian`: every file declaring `swagger: "2.0"` at its top
+// level, standing alone (no `$ref` to another file), of 64 KiB to 1 MiB, by sorted path; a
+// text already taken (the same fixture in two packages) is taken once.
+const fixtures = [];
+const walkAll = (dir) => {
+  for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+    const full = path.join(dir, entry.name);
+    if (entry.isDirectory()) walkAll(full);
+    else if (/\.(json|ya?ml)$/.test(entry.name)) fixtures.push(full);
+  }
+};
+const goOpenapi = path.join(debian, 'usr/share/gocode/src/github.com/go-openapi');
+walkAll(goOpenapi);
+fixtures.sort();
+const seen = new Set();
+for (const file of fixtures) {
+  const text = fs.readFileSync(file, 'utf8');
+  if (text.length < 64 * 1024 || text.length > MAX_BYTES || seen.has(text)) continue;
+  if (!/^\s*\{?\s*"?swagger"?\s*:\s*["']?2\.0/m.test(text)) continue;
+  if (/"\$ref"\s*:\s*"[^#"]|\$ref:\s*["']?[^#"'\s]/.test(text)) continue;
+  seen.add(text);
+  const format = file.endsWith('.json') ? 'json' : 'yaml';
+  picked.push([`go-openapi-fixtures/2.0/${format}/${path.relative(goOpenapi, file)}`, text]);
 }
 
 const verdicts = {};

@@ -71,12 +71,17 @@ pub(super) enum Endpoint {
     Options { allow: String },
 }
 
-/// The endpoint group for the request's method and path (an ignored extension stripped).
+/// The endpoint group for the request's method and path (an ignored extension stripped). The
+/// query is passed along: templates with a query part (`/{Bucket}?acl`) match on it, and a
+/// table without such templates never reads it.
 pub(super) fn endpoint(domain: &DomainTable, parts: &Parts) -> Result<Endpoint, GatewayError> {
     let original = parts.uri.path();
     let stripped = headers::strip_extension(original, &domain.settings.ignore_extensions);
     let path = stripped.as_deref().unwrap_or(original);
-    match domain.routes.lookup(&parts.method, path) {
+    match domain
+        .routes
+        .lookup_query(&parts.method, path, parts.uri.query())
+    {
         RouteMatch::Matched { group, .. } => Ok(Endpoint::Group {
             group: group.clone(),
             stripped,
