@@ -17,6 +17,7 @@ use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use thread_local::ThreadLocal;
 use tokio::net::TcpStream;
 
 use crate::body::{BoxError, ProxyBody};
@@ -73,9 +74,10 @@ pub struct UpstreamClientSettings {
     pub connect_timeout: Duration,
     /// An idle connection is closed after this long unused.
     pub idle_timeout: Duration,
-    /// At most this many idle connections are kept per upstream (scheme and authority); one
-    /// returned beyond it is closed. `0` keeps none: every request connects anew. An HTTP/2
-    /// connection counts once however many streams it carries.
+    /// At most this many idle connections are kept per upstream (scheme and authority) by each
+    /// thread sending requests (see [`UpstreamPool`]); one returned beyond it is closed. `0`
+    /// keeps none: every request connects anew. An HTTP/2 connection counts once however many
+    /// streams it carries.
     pub max_idle_per_host: usize,
     /// Which HTTP version to speak.
     pub protocol: UpstreamProtocol,
@@ -214,9 +216,29 @@ impl PoolKey {
 ///   another connection (hyper-util's `retry_canceled_requests`), whatever its method, since
 ///   nothing of it reached the upstream. A request that was written is never resent here.
 /// - HTTP/2 connections carry many requests at once; HTTP/1.1 ones one at a time.
+/// - each thread sending requests keeps connections of its own (as NGINX's `keepalive` is per
+///   worker), and the limits above hold per thread: a connection is driven by a task on the
+///   thread that opened it, so a request handed to another thread's connection would wake
+///   that thread to write it and be woken back with the response.
 #[derive(Clone, Debug)]
 pub struct UpstreamPool {
-    client: Client<TimedConnector, ProxyBody>,
+    per_thread: Arc<PerThread>,
+}
+
+/// How a pool's clients are made, and each thread's client.
+#[derive(Debug)]
+struct PerThread {
+    builder: hyper_util::client::legacy::Builder,
+    connector: TimedConnector,
+    clients: ThreadLocal<Client<TimedConnector, ProxyBody>>,
+}
+
+impl PerThread {
+    /// This thread's client, made on the thread's first request.
+    fn client(&self) -> &Client<TimedConnector, ProxyBody> {
+        self.clients
+            .get_or(|| self.builder.build(self.connector.clone()))
+    }
 }
 
 impl HttpUpstreamClient {
@@ -325,9 +347,13 @@ impl UpstreamPool {
             client.http2_only(true);
         }
         UpstreamPool {
-            client: client.build(TimedConnector {
-                inner: connector,
-                timeout: settings.connect_timeout,
+            per_thread: Arc::new(PerThread {
+                builder: client,
+                connector: TimedConnector {
+                    inner: connector,
+                    timeout: settings.connect_timeout,
+                },
+                clients: ThreadLocal::new(),
             }),
         }
     }
@@ -384,7 +410,7 @@ impl UpstreamPool {
         if request.version() == Version::HTTP_2 {
             *request.version_mut() = Version::HTTP_11;
         }
-        let response = self.client.request(request);
+        let response = self.per_thread.client().request(request);
         Box::pin(async move {
             let response = response.await.map_err(classify)?;
             Ok(response.map(UpstreamBody))

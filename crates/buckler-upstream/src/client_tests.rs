@@ -183,6 +183,33 @@ async fn sequential_requests_reuse_one_connection() {
 }
 
 #[tokio::test]
+async fn each_thread_keeps_connections_of_its_own() {
+    let upstream = raw_upstream(HELLO, After::KeepOpen).await;
+    let pool = pool_with(&settings());
+    assert_eq!(get_text(&pool, &upstream.authority).await, "hello");
+    // Another thread with a runtime of its own, as `workers` runs them: it opens its own
+    // connection (driven on its thread) and reuses it, and never takes this thread's. This
+    // runtime, which serves the upstream, awaits it rather than blocking on a join.
+    let (other_pool, authority) = (pool.clone(), upstream.authority.clone());
+    let (done, finished) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            for _ in 0..3 {
+                assert_eq!(get_text(&other_pool, &authority).await, "hello");
+            }
+        });
+        let _ = done.send(());
+    });
+    finished.await.expect("the other thread's requests succeed");
+    assert_eq!(get_text(&pool, &upstream.authority).await, "hello");
+    assert_eq!(upstream.accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
 async fn equal_settings_share_one_pool() {
     let upstream = raw_upstream(HELLO, After::KeepOpen).await;
     let client = HttpUpstreamClient::new();

@@ -1,8 +1,6 @@
 //! W3C `traceparent` (SPEC §9): kept when the client sent a valid one, else started here;
 //! forwarded upstream either way, and its trace id goes into the access log.
 
-use std::fmt::Write as _;
-
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
@@ -32,18 +30,25 @@ pub(crate) fn traceparent(headers: &mut HeaderMap) -> TraceId {
             return trace_id;
         }
     }
-    let mut value = String::with_capacity(55);
-    let _ = write!(
-        value,
-        "00-{:032x}-{:016x}-00",
-        fastrand::u128(1..),
-        fastrand::u64(1..)
-    );
-    let trace_id = TraceId::from_hex(&value[3..35]).unwrap_or(TraceId([b'0'; 32]));
-    if let Ok(value) = HeaderValue::try_from(value) {
+    // Digit by digit into a buffer on the stack: through `format!` this took ~1,000 more
+    // instructions per request (callgrind), on every request of every domain.
+    let mut value = *b"00-00000000000000000000000000000000-0000000000000000-00";
+    write_hex(&mut value[3..35], fastrand::u128(1..));
+    write_hex(&mut value[36..52], u128::from(fastrand::u64(1..)));
+    let mut trace_id = TraceId([b'0'; 32]);
+    trace_id.0.copy_from_slice(&value[3..35]);
+    if let Ok(value) = HeaderValue::from_bytes(&value) {
         headers.insert(&TRACEPARENT, value);
     }
     trace_id
+}
+
+/// The low `out.len()` hex digits of `n`, lower case, zero-padded, into `out`.
+fn write_hex(out: &mut [u8], mut n: u128) {
+    for digit in out.iter_mut().rev() {
+        *digit = b"0123456789abcdef"[(n & 0xf) as usize];
+        n >>= 4;
+    }
 }
 
 /// The trace id of a valid version-00 (or later, per the spec's forward compatibility)
@@ -106,5 +111,15 @@ mod tests {
             let sent = headers["traceparent"].to_str().unwrap().to_owned();
             assert_eq!(valid_trace_id(sent.as_bytes()), Some(trace_id), "{sent}");
         }
+    }
+
+    #[test]
+    fn hex_digits_are_lower_case_and_zero_padded() {
+        let mut out = [0u8; 8];
+        write_hex(&mut out, 0xabc);
+        assert_eq!(&out, b"00000abc");
+        let mut out = [0u8; 32];
+        write_hex(&mut out, u128::MAX);
+        assert_eq!(&out, b"ffffffffffffffffffffffffffffffff");
     }
 }
