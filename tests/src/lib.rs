@@ -258,6 +258,18 @@ impl TestGateway {
         .await
     }
 
+    /// Sends `POST path` with a one-byte body `n` times, one after another; the statuses.
+    pub async fn post_statuses(&self, path: &str, n: usize) -> Vec<StatusCode> {
+        let mut statuses = Vec::with_capacity(n);
+        for _ in 0..n {
+            let request = Request::post(self.url(path))
+                .body(Full::new(Bytes::from_static(b"x")))
+                .unwrap();
+            statuses.push(self.send(request).await.status);
+        }
+        statuses
+    }
+
     /// `/metrics` as text.
     pub async fn metrics(&self) -> String {
         String::from_utf8_lossy(&self.get("/metrics").await.body).into_owned()
